@@ -1,0 +1,14 @@
+#ifndef FRUGAL_FRUGAL_HPP
+#define FRUGAL_FRUGAL_HPP
+
+/// @file
+/// Umbrella header: everything frugal offers.
+
+#include "frugal/config.hpp"
+#include "frugal/error.hpp"
+#include "frugal/numeric/fixed.hpp"
+#include "frugal/numeric/integer.hpp"
+#include "frugal/numeric/overflow.hpp"
+#include "frugal/numeric/rounding.hpp"
+
+#endif

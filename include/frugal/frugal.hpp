@@ -6,9 +6,16 @@
 
 #include "frugal/config.hpp"
 #include "frugal/error.hpp"
+#include "frugal/numeric/block_float.hpp"
 #include "frugal/numeric/fixed.hpp"
 #include "frugal/numeric/integer.hpp"
+#include "frugal/numeric/msb.hpp"
 #include "frugal/numeric/overflow.hpp"
+#include "frugal/numeric/precision.hpp"
+#include "frugal/numeric/quantizer.hpp"
+#include "frugal/numeric/random.hpp"
 #include "frugal/numeric/rounding.hpp"
+#include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/tensor.hpp"
 
 #endif

@@ -1,0 +1,138 @@
+#ifndef FRUGAL_NUMERIC_SIMD_HPP
+#define FRUGAL_NUMERIC_SIMD_HPP
+
+/// @file
+/// Small xsimd helpers shared by frugal's vectorized code: horizontal
+/// reductions, narrowing stores, and a per-lane random generator for
+/// stochastic rounding. The instruction set is xsimd's default architecture,
+/// i.e. what the compiler flags allow (see FRUGAL_ARCH in the build).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "frugal/numeric/random.hpp"
+
+namespace frugal::simd {
+
+using arch = xsimd::default_arch;
+using fbatch = xsimd::batch<float, arch>;
+using ibatch = xsimd::batch<std::int32_t, arch>;
+using ubatch = xsimd::batch<std::uint32_t, arch>;
+inline constexpr std::size_t width = fbatch::size;
+
+/// Largest lane.
+[[nodiscard]] inline float hmax(const fbatch& b) noexcept {
+    alignas(64) float t[width];
+    b.store_aligned(t);
+    float m = t[0];
+    for (std::size_t i = 1; i < width; ++i) {
+        m = std::max(m, t[i]);
+    }
+    return m;
+}
+
+/// Smallest lane.
+[[nodiscard]] inline float hmin(const fbatch& b) noexcept {
+    alignas(64) float t[width];
+    b.store_aligned(t);
+    float m = t[0];
+    for (std::size_t i = 1; i < width; ++i) {
+        m = std::min(m, t[i]);
+    }
+    return m;
+}
+
+/// Stores the lanes of an int32 batch, already within Int's range, as Int
+/// (one pack or narrowing-store instruction where the instruction set has one).
+template <class Int>
+inline void store_narrow(const ibatch& b, Int* out) noexcept {
+    static_assert(std::is_integral_v<Int> && sizeof(Int) <= 4, "frugal::simd::store_narrow: integer of at most 32 bits");
+#if XSIMD_WITH_AVX512F
+    if constexpr (width == 16 && sizeof(Int) == 1) {
+        const __m128i p = std::is_signed_v<Int> ? _mm512_cvtsepi32_epi8(b) : _mm512_cvtusepi32_epi8(b);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), p);
+        return;
+    } else if constexpr (width == 16 && sizeof(Int) == 2) {
+        const __m256i p = std::is_signed_v<Int> ? _mm512_cvtsepi32_epi16(b) : _mm512_cvtusepi32_epi16(b);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), p);
+        return;
+    }
+#elif XSIMD_WITH_AVX2
+    if constexpr (width == 8 && (sizeof(Int) == 1 || sizeof(Int) == 2)) {
+        const __m256i v = b;
+        const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        if constexpr (sizeof(Int) == 2) {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), p16);
+        } else {
+            const __m128i p8 = std::is_signed_v<Int> ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16);
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(out), p8);
+        }
+        return;
+    }
+#elif XSIMD_WITH_SSE2
+    if constexpr (width == 4 && sizeof(Int) == 1) {
+        const __m128i p16 = _mm_packs_epi32(b, b);
+        const __m128i p8 = std::is_signed_v<Int> ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16);
+        const std::int32_t four = _mm_cvtsi128_si32(p8);
+        std::memcpy(out, &four, 4);
+        return;
+    }
+#endif
+    alignas(64) std::int32_t t[width];
+    b.store_aligned(t);
+    for (std::size_t i = 0; i < width; ++i) {
+        out[i] = static_cast<Int>(t[i]);
+    }
+}
+
+/// Loads `width` Int values widened to float lanes.
+template <class Int>
+[[nodiscard]] inline fbatch load_widen(const Int* in) noexcept {
+    alignas(64) float t[width];
+    for (std::size_t i = 0; i < width; ++i) {
+        t[i] = static_cast<float>(in[i]);
+    }
+    return fbatch::load_aligned(t);
+}
+
+/// Independent 32-bit xorshift generators, one per lane, seeded from a
+/// frugal::rng. Used for the uniform noise of stochastic rounding, where
+/// per-element scalar draws would cost more than the rounding itself.
+class lane_rng {
+public:
+    explicit lane_rng(rng& source) noexcept {
+        alignas(64) std::uint32_t s[width];
+        for (std::size_t i = 0; i < width; ++i) {
+            std::uint32_t v = 0;
+            while (v == 0) { // xorshift needs a nonzero state
+                v = static_cast<std::uint32_t>(source() >> 32);
+            }
+            s[i] = v;
+        }
+        state_ = ubatch::load_aligned(s);
+    }
+
+    /// Uniform floats in [0, 1) with 24 bits, one per lane.
+    fbatch uniform() noexcept {
+        ubatch x = state_;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        state_ = x;
+        const ubatch mixed = x * ubatch(0x9e3779bbU); // scramble the low-quality low bits
+        const ibatch top = xsimd::bitwise_cast<ibatch>(mixed >> 8);
+        return xsimd::to_float(top) * fbatch(0x1.0p-24f);
+    }
+
+private:
+    ubatch state_;
+};
+
+} // namespace frugal::simd
+
+#endif

@@ -6,6 +6,12 @@
 
 #include "frugal/config.hpp"
 #include "frugal/error.hpp"
+#include "frugal/data/batch.hpp"
+#include "frugal/data/cifar.hpp"
+#include "frugal/data/dataset.hpp"
+#include "frugal/data/fashion_mnist.hpp"
+#include "frugal/data/idx.hpp"
+#include "frugal/data/transform.hpp"
 #include "frugal/numeric/block_float.hpp"
 #include "frugal/numeric/fixed.hpp"
 #include "frugal/numeric/integer.hpp"

@@ -1,0 +1,287 @@
+#ifndef FRUGAL_LAYERS_BATCHNORM_HPP
+#define FRUGAL_LAYERS_BATCHNORM_HPP
+
+/// @file
+/// frugal::batchnorm: batch normalization over the channels of an NCHW
+/// tensor (statistics over N, H, W).
+///
+/// Training mode normalizes with the batch mean and (biased) variance and
+/// updates running statistics, `run = (1 - momentum) * run + momentum * batch`
+/// with the unbiased batch variance; evaluation mode uses the running
+/// statistics. The scale (gamma) and shift (beta) are exposed for network
+/// slimming, which reads and penalizes gamma.
+
+#include <cmath>
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "frugal/layers/layer.hpp"
+#include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/parallel.hpp"
+
+namespace frugal {
+
+namespace detail {
+/// (sum of v, sum of v^2) over n floats, vectorized.
+inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) noexcept {
+    using simd::fbatch;
+    fbatch s(0.0f), q(0.0f);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        const fbatch x = fbatch::load_unaligned(v + i);
+        s += x;
+        q = xsimd::fma(x, x, q);
+    }
+    float a = xsimd::hadd(s), b = xsimd::hadd(q);
+    for (; i < n; ++i) {
+        a += v[i];
+        b += v[i] * v[i];
+    }
+    return {a, b};
+}
+/// (sum of g, sum of g * (x - mu)) over n floats.
+inline std::pair<float, float> sum_and_centered_dot(const float* g, const float* x, float mu, std::size_t n) noexcept {
+    using simd::fbatch;
+    fbatch s(0.0f), d(0.0f);
+    const fbatch m(mu);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        const fbatch gv = fbatch::load_unaligned(g + i);
+        s += gv;
+        d = xsimd::fma(gv, fbatch::load_unaligned(x + i) - m, d);
+    }
+    float a = xsimd::hadd(s), b = xsimd::hadd(d);
+    for (; i < n; ++i) {
+        a += g[i];
+        b += g[i] * (x[i] - mu);
+    }
+    return {a, b};
+}
+/// out = a * v + b over n floats.
+inline void affine(const float* v, float a, float b, float* out, std::size_t n) noexcept {
+    using simd::fbatch;
+    const fbatch av(a), bv(b);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        xsimd::fma(fbatch::load_unaligned(v + i), av, bv).store_unaligned(out + i);
+    }
+    for (; i < n; ++i) {
+        out[i] = a * v[i] + b;
+    }
+}
+/// out = a * u + b * v + c over n floats.
+inline void combine(const float* u, float a, const float* v, float b, float c, float* out, std::size_t n) noexcept {
+    using simd::fbatch;
+    const fbatch av(a), bv(b), cv(c);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        xsimd::fma(fbatch::load_unaligned(u + i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv))
+            .store_unaligned(out + i);
+    }
+    for (; i < n; ++i) {
+        out[i] = a * u[i] + b * v[i] + c;
+    }
+}
+} // namespace detail
+
+class batchnorm : public layer_base {
+public:
+    explicit batchnorm(std::size_t channels, float momentum = 0.1f, float eps = 1e-5f)
+        : layer_base("batchnorm"), c_(channels), momentum_(momentum), eps_(eps),
+          gamma_(tensor1::from_shape({channels})), beta_(tensor1::from_shape({channels})),
+          dgamma_(tensor1::from_shape({channels})), dbeta_(tensor1::from_shape({channels})),
+          run_mean_(tensor1::from_shape({channels})), run_var_(tensor1::from_shape({channels})),
+          mean_(channels), inv_std_(channels) {
+        if (channels == 0) {
+            throw error("frugal::batchnorm: needs at least one channel");
+        }
+        rng unused;
+        reset_parameters(unused);
+    }
+
+    [[nodiscard]] std::size_t channels() const noexcept { return c_; }
+    /// Scale gamma: what network slimming reads and penalizes.
+    [[nodiscard]] tensor1& gamma() noexcept { return gamma_; }
+    [[nodiscard]] const tensor1& gamma() const noexcept { return gamma_; }
+    [[nodiscard]] tensor1& gamma_grad() noexcept { return dgamma_; }
+    [[nodiscard]] tensor1& beta() noexcept { return beta_; }
+    [[nodiscard]] const tensor1& beta() const noexcept { return beta_; }
+    [[nodiscard]] tensor1& running_mean() noexcept { return run_mean_; }
+    [[nodiscard]] const tensor1& running_mean() const noexcept { return run_mean_; }
+    [[nodiscard]] tensor1& running_var() noexcept { return run_var_; }
+    [[nodiscard]] const tensor1& running_var() const noexcept { return run_var_; }
+    [[nodiscard]] float momentum() const noexcept { return momentum_; }
+    [[nodiscard]] float eps() const noexcept { return eps_; }
+
+    /// gamma = 1, beta = 0, running mean 0, running variance 1.
+    void reset_parameters(rng&) {
+        gamma_.fill(1.0f);
+        beta_.fill(0.0f);
+        run_mean_.fill(0.0f);
+        run_var_.fill(1.0f);
+    }
+
+    [[nodiscard]] shape4 output_shape(const shape4& x) const {
+        check(x);
+        return x;
+    }
+
+    const tensor4& forward(context& ctx, const tensor4& x) {
+        cost_meter* m = meter(ctx);
+        scoped_timer timer(m, slot(), phase::forward);
+        const shape4 s = shape_of(x);
+        check(s);
+        ensure_shape(y_, s);
+        x_ = &x;
+        train_ = ctx.training();
+        const std::size_t hw = s.h * s.w, count = s.n * hw;
+        if (train_ && count < 2) {
+            throw shape_error(detail::concat(name(), ": batch normalization in training mode needs more than one value "
+                                                     "per channel, got input of shape ", to_string(s)));
+        }
+        parallel_for(c_, [&](std::size_t c) {
+            float mean, inv;
+            if (train_) {
+                double sum = 0.0, sq = 0.0;
+                for (std::size_t n = 0; n < s.n; ++n) {
+                    const auto [ps, pq] = detail::sum_and_squares(x.data() + (n * c_ + c) * hw, hw);
+                    sum += ps;
+                    sq += pq;
+                }
+                const double mu = sum / static_cast<double>(count);
+                const double var = std::max(0.0, sq / static_cast<double>(count) - mu * mu);
+                mean = static_cast<float>(mu);
+                inv = static_cast<float>(1.0 / std::sqrt(var + eps_));
+                const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
+                run_mean_(c) = (1.0f - momentum_) * run_mean_(c) + momentum_ * mean;
+                run_var_(c) = (1.0f - momentum_) * run_var_(c) + momentum_ * static_cast<float>(unbiased);
+            } else {
+                mean = run_mean_(c);
+                inv = 1.0f / std::sqrt(run_var_(c) + eps_);
+            }
+            mean_[c] = mean;
+            inv_std_[c] = inv;
+            const float a = gamma_(c) * inv, b = beta_(c) - a * mean;
+            for (std::size_t n = 0; n < s.n; ++n) {
+                detail::affine(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
+            }
+        });
+        if (m != nullptr) {
+            const auto e = static_cast<std::uint64_t>(x.size());
+            m->mac(id(), phase::forward, fp32, fp32, train_ ? 3 * e : e); // statistics (2 per value) and the affine map
+            m->bytes(id(), phase::forward, 4 * (train_ ? 2 : 1) * x.size(), 4 * y_.size());
+        }
+        return y_;
+    }
+
+    const tensor4& backward(context& ctx, const tensor4& dy) {
+        cost_meter* m = meter(ctx);
+        scoped_timer timer(m, slot(), phase::backward_input);
+        if (x_ == nullptr) {
+            throw error(detail::concat(name(), ": backward called before forward"));
+        }
+        const tensor4& x = *x_;
+        const shape4 s = shape_of(x);
+        expect_shape(shape_of(dy), s, (name() + ".backward").c_str());
+        const bool need_dx = input_grad();
+        if (need_dx) {
+            ensure_shape(dx_, s);
+        }
+        const std::size_t hw = s.h * s.w;
+        const float count = static_cast<float>(s.n * hw);
+        parallel_for(c_, [&](std::size_t c) {
+            const float mu = mean_[c], inv = inv_std_[c];
+            double sdy = 0.0, sdyx = 0.0;
+            for (std::size_t n = 0; n < s.n; ++n) {
+                const auto [a, b] = detail::sum_and_centered_dot(dy.data() + (n * c_ + c) * hw,
+                                                                 x.data() + (n * c_ + c) * hw, mu, hw);
+                sdy += a;
+                sdyx += b;
+            }
+            const float sum_dy = static_cast<float>(sdy);
+            const float sum_dy_xhat = static_cast<float>(sdyx) * inv;
+            dgamma_(c) = sum_dy_xhat;
+            dbeta_(c) = sum_dy;
+            if (!need_dx) {
+                return;
+            }
+            const float gi = gamma_(c) * inv;
+            if (train_) {
+                // dx = gamma/sigma * (dy - mean(dy) - xhat * mean(dy * xhat))
+                // dx = gi * dy + (-gi * inv * mdyx) * x + gi * (mu * inv * mdyx - mdy)
+                const float mdy = sum_dy / count, mdyx = sum_dy_xhat / count;
+                const float kx = -gi * inv * mdyx, k0 = gi * (mu * inv * mdyx - mdy);
+                for (std::size_t n = 0; n < s.n; ++n) {
+                    detail::combine(dy.data() + (n * c_ + c) * hw, gi, x.data() + (n * c_ + c) * hw, kx, k0,
+                                    dx_.data() + (n * c_ + c) * hw, hw);
+                }
+            } else {
+                for (std::size_t n = 0; n < s.n; ++n) {
+                    detail::affine(dy.data() + (n * c_ + c) * hw, gi, 0.0f, dx_.data() + (n * c_ + c) * hw, hw);
+                }
+            }
+        });
+        if (m != nullptr) {
+            const auto e = static_cast<std::uint64_t>(x.size());
+            m->mac(id(), phase::weight_gradient, fp32, fp32, 2 * e);
+            if (need_dx) {
+                m->mac(id(), phase::backward_input, fp32, fp32, 2 * e);
+                m->bytes(id(), phase::backward_input, 4 * 2 * x.size(), 4 * dx_.size());
+            }
+        }
+        return need_dx ? dx_ : empty_;
+    }
+
+    void collect_parameters(std::vector<parameter>& ps) {
+        add_parameter(ps, "gamma", span_of(gamma_), span_of(dgamma_), param_role::bn_scale, true);
+        add_parameter(ps, "beta", span_of(beta_), span_of(dbeta_), param_role::bn_shift, true);
+    }
+
+    void save(archive_writer& a) const {
+        a.tag("batchnorm/1");
+        a.u64(c_);
+        a.f32(momentum_);
+        a.f32(eps_);
+        a.tensor(gamma_);
+        a.tensor(beta_);
+        a.tensor(run_mean_);
+        a.tensor(run_var_);
+    }
+    void load(archive_reader& a) {
+        a.expect("batchnorm/1");
+        const std::size_t at = a.offset();
+        const std::uint64_t c = a.u64();
+        if (c != c_) {
+            a.fail(at, detail::concat(name(), ": the checkpoint holds batchnorm(", c, ") but the model has batchnorm(",
+                                      c_, ")"));
+        }
+        momentum_ = a.f32();
+        eps_ = a.f32();
+        a.tensor(gamma_, name() + ".gamma");
+        a.tensor(beta_, name() + ".beta");
+        a.tensor(run_mean_, name() + ".running_mean");
+        a.tensor(run_var_, name() + ".running_var");
+    }
+
+private:
+    void check(const shape4& s) const {
+        if (s.c != c_) {
+            throw shape_error(detail::concat(name(), ": batchnorm(", c_, ") got an input of shape ", to_string(s)));
+        }
+    }
+
+    std::size_t c_;
+    float momentum_, eps_;
+    tensor1 gamma_, beta_, dgamma_, dbeta_, run_mean_, run_var_;
+    std::vector<float> mean_, inv_std_;
+    tensor4 y_, dx_, empty_;
+    const tensor4* x_ = nullptr;
+    bool train_ = true;
+};
+
+static_assert(layer<batchnorm>);
+
+} // namespace frugal
+
+#endif

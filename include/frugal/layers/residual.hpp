@@ -1,0 +1,253 @@
+#ifndef FRUGAL_LAYERS_RESIDUAL_HPP
+#define FRUGAL_LAYERS_RESIDUAL_HPP
+
+/// @file
+/// frugal::basic_block: the CIFAR-style residual basic block,
+/// `y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, with 3x3
+/// convolutions and either an identity shortcut or a projection shortcut
+/// (1x1 convolution with the block's stride, then batch normalization) when
+/// the block changes the channel count or the resolution.
+///
+/// The convolution type is a template parameter so that other methods can
+/// substitute their own (quantized, shift + adder) without another block.
+/// The body and the shortcut are also exposed separately
+/// (forward_body/forward_shortcut and their backward passes), which is what
+/// a gate that skips the block per sample needs.
+
+#include <cstddef>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "frugal/layers/activation.hpp"
+#include "frugal/layers/batchnorm.hpp"
+#include "frugal/layers/conv2d.hpp"
+#include "frugal/layers/layer.hpp"
+#include "frugal/tensor/parallel.hpp"
+
+namespace frugal {
+
+/// Builds the convolutions of a block: conv2d by default. A replacement
+/// provides `static Conv make(in, out, kernel, conv_options)`.
+struct plain_conv {
+    using type = conv2d;
+    [[nodiscard]] static conv2d make(std::size_t in, std::size_t out, std::size_t k, conv_options o) {
+        return conv2d(in, out, k, o);
+    }
+};
+
+template <class ConvMaker = plain_conv>
+class basic_block {
+public:
+    using conv_type = typename ConvMaker::type;
+    static_assert(layer<conv_type>, "frugal::basic_block<ConvMaker>: ConvMaker::type must model frugal::layer");
+
+    /// Marks the type as a block with a shortcut (what gating requires).
+    static constexpr bool has_shortcut = true;
+
+    /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
+    basic_block(std::size_t in, std::size_t out, std::size_t stride = 1)
+        : in_(in), out_(out), stride_(stride),
+          conv1_(ConvMaker::make(in, out, 3, {stride, 1, false})), bn1_(out),
+          conv2_(ConvMaker::make(out, out, 3, {1, 1, false})), bn2_(out) {
+        if (stride != 1 || in != out) {
+            proj_.emplace(ConvMaker::make(in, out, 1, {stride, 0, false}), batchnorm(out));
+        }
+        set_name("");
+    }
+
+    [[nodiscard]] std::size_t in_channels() const noexcept { return in_; }
+    [[nodiscard]] std::size_t out_channels() const noexcept { return out_; }
+    [[nodiscard]] std::size_t stride() const noexcept { return stride_; }
+    [[nodiscard]] bool has_projection() const noexcept { return proj_.has_value(); }
+    [[nodiscard]] conv_type& conv1() noexcept { return conv1_; }
+    [[nodiscard]] conv_type& conv2() noexcept { return conv2_; }
+    [[nodiscard]] batchnorm& bn1() noexcept { return bn1_; }
+    [[nodiscard]] batchnorm& bn2() noexcept { return bn2_; }
+    [[nodiscard]] conv_type& projection_conv() { return proj_->first; }
+    [[nodiscard]] batchnorm& projection_bn() { return proj_->second; }
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+    void set_name(std::string prefix) {
+        name_ = prefix;
+        slot_.rename(prefix.empty() ? std::string("basic_block") : prefix);
+        conv1_.set_name(child_name(prefix, "conv1"));
+        bn1_.set_name(child_name(prefix, "bn1"));
+        relu1_.set_name(child_name(prefix, "relu1"));
+        conv2_.set_name(child_name(prefix, "conv2"));
+        bn2_.set_name(child_name(prefix, "bn2"));
+        relu_out_.set_name(child_name(prefix, "relu_out"));
+        if (proj_) {
+            proj_->first.set_name(child_name(prefix, "shortcut.conv"));
+            proj_->second.set_name(child_name(prefix, "shortcut.bn"));
+        }
+    }
+    void set_input_grad(bool on) {
+        input_grad_ = on;
+        conv1_.set_input_grad(on);
+        if (proj_) {
+            proj_->first.set_input_grad(on);
+        }
+    }
+
+    void reset_parameters(rng& g) {
+        conv1_.reset_parameters(g);
+        bn1_.reset_parameters(g);
+        conv2_.reset_parameters(g);
+        bn2_.reset_parameters(g);
+        if (proj_) {
+            proj_->first.reset_parameters(g);
+            proj_->second.reset_parameters(g);
+        }
+    }
+
+    [[nodiscard]] shape4 output_shape(const shape4& x) const {
+        return bn2_.output_shape(conv2_.output_shape(conv1_.output_shape(x)));
+    }
+
+    /// The residual branch: bn2(conv2(relu(bn1(conv1(x))))).
+    const tensor4& forward_body(context& ctx, const tensor4& x) {
+        const tensor4& a = relu1_.forward(ctx, bn1_.forward(ctx, conv1_.forward(ctx, x)));
+        return bn2_.forward(ctx, conv2_.forward(ctx, a));
+    }
+    /// The shortcut: x itself, or bn(conv1x1(x)).
+    const tensor4& forward_shortcut(context& ctx, const tensor4& x) {
+        if (proj_) {
+            return proj_->second.forward(ctx, proj_->first.forward(ctx, x));
+        }
+        return x;
+    }
+    /// dx of the residual branch for its output gradient d.
+    const tensor4& backward_body(context& ctx, const tensor4& d) {
+        const tensor4& g = conv2_.backward(ctx, bn2_.backward(ctx, d));
+        return conv1_.backward(ctx, bn1_.backward(ctx, relu1_.backward(ctx, g)));
+    }
+    /// dx of the shortcut for its output gradient d.
+    const tensor4& backward_shortcut(context& ctx, const tensor4& d) {
+        if (proj_) {
+            return proj_->first.backward(ctx, proj_->second.backward(ctx, d));
+        }
+        return d;
+    }
+
+    const tensor4& forward(context& ctx, const tensor4& x) {
+        const tensor4& body = forward_body(ctx, x);
+        const tensor4& s = forward_shortcut(ctx, x);
+        ensure_shape(sum_, shape_of(body));
+        add(body.data(), s.data(), sum_.data(), body.size());
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->unary(slot_.id(), phase::forward, op_kind::add, fp32, body.size());
+        }
+        return relu_out_.forward(ctx, sum_);
+    }
+
+    const tensor4& backward(context& ctx, const tensor4& dy) {
+        const tensor4& dsum = relu_out_.backward(ctx, dy);
+        const tensor4& db = backward_body(ctx, dsum);
+        if (!input_grad_) {
+            if (proj_) {
+                (void)backward_shortcut(ctx, dsum);
+            }
+            return db;
+        }
+        const tensor4& ds = backward_shortcut(ctx, dsum);
+        ensure_shape(dx_, shape_of(db));
+        add(db.data(), ds.data(), dx_.data(), db.size());
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, db.size());
+        }
+        return dx_;
+    }
+
+    void collect_parameters(std::vector<parameter>& ps) {
+        conv1_.collect_parameters(ps);
+        bn1_.collect_parameters(ps);
+        conv2_.collect_parameters(ps);
+        bn2_.collect_parameters(ps);
+        if (proj_) {
+            proj_->first.collect_parameters(ps);
+            proj_->second.collect_parameters(ps);
+        }
+    }
+
+    void save(archive_writer& a) const {
+        a.tag("basic_block/1");
+        a.u64(in_);
+        a.u64(out_);
+        a.u64(stride_);
+        conv1_.save(a);
+        bn1_.save(a);
+        conv2_.save(a);
+        bn2_.save(a);
+        if (proj_) {
+            proj_->first.save(a);
+            proj_->second.save(a);
+        }
+    }
+    void load(archive_reader& a) {
+        a.expect("basic_block/1");
+        const std::size_t at = a.offset();
+        const std::uint64_t in = a.u64(), out = a.u64(), stride = a.u64();
+        if (in != in_ || out != out_ || stride != stride_) {
+            a.fail(at, detail::concat(name_, ": the checkpoint holds basic_block(", in, "->", out, ", stride ", stride,
+                                      ") but the model has basic_block(", in_, "->", out_, ", stride ", stride_, ")"));
+        }
+        conv1_.load(a);
+        bn1_.load(a);
+        conv2_.load(a);
+        bn2_.load(a);
+        if (proj_) {
+            proj_->first.load(a);
+            proj_->second.load(a);
+        }
+    }
+
+    /// Visits every leaf layer.
+    template <class F>
+    void for_each_layer(F&& f) {
+        f(conv1_);
+        f(bn1_);
+        f(relu1_);
+        f(conv2_);
+        f(bn2_);
+        if (proj_) {
+            f(proj_->first);
+            f(proj_->second);
+        }
+        f(relu_out_);
+    }
+
+    /// c = a + b, vectorized and spread over the threads.
+    static void add(const float* a, const float* b, float* c, std::size_t n) {
+        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) {
+            using simd::fbatch;
+            std::size_t i = lo;
+            for (; i + simd::width <= hi; i += simd::width) {
+                (fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i)).store_unaligned(c + i);
+            }
+            for (; i < hi; ++i) {
+                c[i] = a[i] + b[i];
+            }
+        });
+    }
+
+private:
+    std::size_t in_, out_, stride_;
+    conv_type conv1_;
+    batchnorm bn1_;
+    relu relu1_;
+    conv_type conv2_;
+    batchnorm bn2_;
+    std::optional<std::pair<conv_type, batchnorm>> proj_;
+    relu relu_out_;
+    tensor4 sum_, dx_;
+    meter_slot slot_{"basic_block"};
+    std::string name_;
+    bool input_grad_ = true;
+};
+
+static_assert(layer<basic_block<>>);
+
+} // namespace frugal
+
+#endif

@@ -1,0 +1,94 @@
+#ifndef FRUGAL_TENSOR_PARALLEL_HPP
+#define FRUGAL_TENSOR_PARALLEL_HPP
+
+/// @file
+/// Threads. frugal parallelizes its layers itself (over the samples of a
+/// batch, the channels of a normalization, the rows of a product) with
+/// OpenMP when the build has it, and keeps any BLAS single-threaded so that
+/// the two never compete for the cores.
+
+#include <cstddef>
+#include <cstdlib>
+
+#include "frugal/config.hpp"
+
+#if FRUGAL_HAS_OPENMP
+#include <omp.h>
+#endif
+#if FRUGAL_HAS_BLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace frugal {
+
+namespace detail {
+inline int& thread_setting() {
+    static int n = 0; // 0: not yet chosen
+    return n;
+}
+} // namespace detail
+
+/// Sets the number of threads frugal's kernels use (>= 1); also makes the
+/// BLAS single-threaded. Default: the OMP_NUM_THREADS environment variable,
+/// else every core.
+inline void set_num_threads(int n) {
+    detail::thread_setting() = n < 1 ? 1 : n;
+#if FRUGAL_HAS_OPENMP
+    omp_set_num_threads(detail::thread_setting());
+#endif
+#if FRUGAL_HAS_BLAS
+    openblas_set_num_threads(1);
+#endif
+}
+
+/// Number of threads frugal's kernels use.
+[[nodiscard]] inline int num_threads() {
+    if (detail::thread_setting() == 0) {
+#if FRUGAL_HAS_OPENMP
+        set_num_threads(omp_get_max_threads());
+#else
+        set_num_threads(1);
+#endif
+    }
+    return detail::thread_setting();
+}
+
+/// Calls f(begin, end, thread) on contiguous chunks of [0, n), one chunk per
+/// thread (fewer when n is small). Chunks are the same for the same n and
+/// thread count, so results that depend on the split are reproducible.
+template <class F>
+void parallel_chunks(std::size_t n, F&& f) {
+    const int threads = num_threads();
+    if (n == 0) {
+        return;
+    }
+    const std::size_t t = std::min<std::size_t>(static_cast<std::size_t>(threads), n);
+    if (t <= 1) {
+        f(std::size_t{0}, n, 0);
+        return;
+    }
+#if FRUGAL_HAS_OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(static_cast<int>(t))
+    for (std::size_t i = 0; i < t; ++i) {
+        f(i * n / t, (i + 1) * n / t, static_cast<int>(i));
+    }
+#else
+    for (std::size_t i = 0; i < t; ++i) {
+        f(i * n / t, (i + 1) * n / t, static_cast<int>(i));
+    }
+#endif
+}
+
+/// Calls f(i) for i in [0, n), spread over the threads (static schedule).
+template <class F>
+void parallel_for(std::size_t n, F&& f) {
+    parallel_chunks(n, [&](std::size_t b, std::size_t e, int) {
+        for (std::size_t i = b; i < e; ++i) {
+            f(i);
+        }
+    });
+}
+
+} // namespace frugal
+
+#endif

@@ -1,0 +1,111 @@
+#ifndef FRUGAL_TESTS_LAYERS_GRADCHECK_HPP
+#define FRUGAL_TESTS_LAYERS_GRADCHECK_HPP
+
+// Finite-difference gradient checks: the oracle for every backward pass.
+//
+// For a layer f and a fixed random "upstream" tensor r, the scalar
+// L(x, theta) = sum(r * f(x)) has dL/dx = backward(r) and dL/dtheta = the
+// parameter gradients. Each is compared with a central difference
+// (L(v + h) - L(v - h)) / 2h computed in double from float forward passes,
+// at a sample of coordinates.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <frugal/layers/layer.hpp>
+#include <frugal/numeric/random.hpp>
+
+namespace gradcheck {
+
+inline frugal::tensor4 random_tensor(const frugal::shape4& s, frugal::rng& g, float scale = 1.0f, float away = 0.0f) {
+    frugal::tensor4 t = frugal::tensor4::from_shape({s.n, s.c, s.h, s.w});
+    for (auto& v : t) {
+        float x = (g.uniform() * 2.0f - 1.0f) * scale;
+        // keep values away from 0 (ReLU kinks) when asked
+        if (away > 0.0f && std::fabs(x) < away) {
+            x = x < 0 ? x - away : x + away;
+        }
+        v = x;
+    }
+    return t;
+}
+
+template <class Layer>
+double objective(Layer& l, frugal::context& ctx, const frugal::tensor4& x, const frugal::tensor4& r) {
+    const frugal::tensor4& y = l.forward(ctx, x);
+    double s = 0.0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        s += static_cast<double>(y.data()[i]) * static_cast<double>(r.data()[i]);
+    }
+    return s;
+}
+
+struct options {
+    double h = 1e-2;        // step (float forward passes: not too small)
+    double rtol = 2e-2;     // relative tolerance
+    double atol = 2e-3;     // absolute tolerance
+    std::size_t samples = 40;
+    bool train = true;
+    std::uint64_t seed = 7;
+};
+
+/// Checks dx and every parameter gradient of `l` at input x.
+template <class Layer>
+void check(Layer& l, frugal::tensor4 x, const options& o = {}) {
+    frugal::context ctx;
+    ctx.mode = o.train ? frugal::run_mode::train : frugal::run_mode::eval;
+    frugal::rng g(o.seed);
+    l.set_input_grad(true);
+    const frugal::tensor4 y0 = l.forward(ctx, x);
+    const frugal::tensor4 r = random_tensor(frugal::shape_of(y0), g);
+    (void)objective(l, ctx, x, r);
+    const frugal::tensor4 dx = l.backward(ctx, r);
+    std::vector<frugal::parameter> ps;
+    l.collect_parameters(ps);
+    std::vector<std::vector<float>> grads;
+    for (const auto& p : ps) {
+        grads.emplace_back(p.grad.begin(), p.grad.end());
+    }
+    REQUIRE(dx.size() == x.size());
+
+    auto compare = [&](const char* what, std::size_t i, double analytic, double numeric) {
+        INFO(std::string(what) << "[" << i << "]: analytic " << analytic << ", finite difference " << numeric);
+        CHECK(std::fabs(analytic - numeric) <= o.atol + o.rtol * std::max(std::fabs(analytic), std::fabs(numeric)));
+    };
+    // input coordinates
+    const std::size_t nx = std::min(o.samples, x.size());
+    for (std::size_t s = 0; s < nx; ++s) {
+        const std::size_t i = nx == x.size() ? s : static_cast<std::size_t>(g.below(x.size()));
+        const float keep = x.data()[i];
+        x.data()[i] = static_cast<float>(keep + o.h);
+        const double up = objective(l, ctx, x, r);
+        x.data()[i] = static_cast<float>(keep - o.h);
+        const double down = objective(l, ctx, x, r);
+        x.data()[i] = keep;
+        compare("dx", i, dx.data()[i], (up - down) / (2 * o.h));
+    }
+    // parameter coordinates
+    for (std::size_t pi = 0; pi < ps.size(); ++pi) {
+        auto& p = ps[pi];
+        const std::size_t np = std::min(o.samples, p.value.size());
+        for (std::size_t s = 0; s < np; ++s) {
+            const std::size_t i = np == p.value.size() ? s : static_cast<std::size_t>(g.below(p.value.size()));
+            const float keep = p.value[i];
+            p.value[i] = static_cast<float>(keep + o.h);
+            const double up = objective(l, ctx, x, r);
+            p.value[i] = static_cast<float>(keep - o.h);
+            const double down = objective(l, ctx, x, r);
+            p.value[i] = keep;
+            compare(p.name.c_str(), i, grads[pi][i], (up - down) / (2 * o.h));
+        }
+    }
+}
+
+} // namespace gradcheck
+
+#endif

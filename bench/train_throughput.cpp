@@ -19,6 +19,8 @@
 #include <frugal/optim/sgd.hpp>
 #include <frugal/tensor/parallel.hpp>
 
+static bool g_profile = false;
+
 template <class Model>
 std::vector<double> run(Model& net, frugal::batch_loader& loader, int steps, int runs, bool meter) {
     frugal::optimizer<> opt(frugal::parameters_of(net), frugal::sgd{0.9f, 1e-4f, false});
@@ -46,6 +48,23 @@ std::vector<double> run(Model& net, frugal::batch_loader& loader, int steps, int
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
         rates.push_back(steps * 128.0 / s);
     }
+    if (g_profile) {
+        double total = 0.0;
+        for (const auto& l : m.layers()) {
+            for (const auto& p : l.phases) {
+                total += p.seconds;
+            }
+        }
+        for (const auto& l : m.layers()) {
+            double t = 0.0;
+            for (const auto& p : l.phases) {
+                t += p.seconds;
+            }
+            std::printf("%-28s %5.1f%%  fwd %6.2f  dx %6.2f  dw %6.2f  upd %6.2f ms/step\n", l.name.c_str(), 100 * t / total,
+                        1e3 * l.phases[0].seconds / (runs * steps + 5), 1e3 * l.phases[1].seconds / (runs * steps + 5),
+                        1e3 * l.phases[2].seconds / (runs * steps + 5), 1e3 * l.phases[3].seconds / (runs * steps + 5));
+        }
+    }
     return rates;
 }
 
@@ -55,6 +74,7 @@ int main(int argc, char** argv) {
     const int runs = argc > 3 ? std::atoi(argv[3]) : 3;
     const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
     const bool meter = !(argc > 5 && std::string(argv[5]) == "nometer");
+    g_profile = argc > 5 && std::string(argv[5]) == "profile";
     frugal::set_num_threads(threads);
     const auto train = frugal::load_fashion_mnist(frugal::data_split::train);
     frugal::batch_options bo;

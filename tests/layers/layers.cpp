@@ -53,7 +53,8 @@ TEST_CASE("conv2d gradients on odd shapes strides and paddings") {
     const cfg cases[] = {
         {2, 3, 5, 12, 11, 3, 1, 1, true},  {3, 2, 4, 7, 9, 3, 2, 1, false}, {2, 1, 6, 12, 12, 5, 1, 2, true},
         {2, 3, 3, 14, 13, 5, 1, 0, true},  {2, 4, 5, 6, 6, 1, 2, 0, false}, {1, 2, 3, 5, 5, 1, 1, 0, true},
-        {3, 3, 2, 4, 5, 2, 1, 0, true},    {2, 2, 17, 3, 3, 3, 1, 1, true},
+        {3, 3, 2, 4, 5, 2, 1, 0, true},    {2, 2, 17, 3, 3, 3, 1, 1, true}, {13, 2, 3, 5, 5, 3, 1, 1, true},
+        {7, 3, 33, 6, 7, 3, 1, 1, false}, // several stacked images per product, odd channel counts
     };
     for (const auto& c : cases) {
         CAPTURE(c.n);
@@ -300,4 +301,28 @@ TEST_CASE("layers save and load their parameters") {
     CHECK_THROWS_AS(other.load(r), fr::io_error);
 }
 
+} // TEST_SUITE
+
+TEST_SUITE("layers") {
+TEST_CASE("batchnorm with a fused relu") {
+    fr::batchnorm bn(3, 0.1f, 1e-5f, true);
+    fr::rng g(14);
+    for (auto& v : bn.beta()) {
+        v = g.uniform() - 0.5f;
+    }
+    gradcheck::options o;
+    o.h = 1e-3;
+    gradcheck::check(bn, random_tensor({4, 3, 3, 3}, g), o);
+    // equals batchnorm followed by relu
+    fr::batchnorm plain(3);
+    plain.beta() = bn.beta();
+    fr::relu r;
+    fr::context ctx;
+    const auto x = random_tensor({2, 3, 4, 4}, g);
+    const fr::tensor4 fused = bn.forward(ctx, x);
+    const fr::tensor4& sep = r.forward(ctx, plain.forward(ctx, x));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        CHECK(fused.data()[i] == doctest::Approx(sep.data()[i]));
+    }
+}
 } // TEST_SUITE

@@ -40,55 +40,88 @@ inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) no
     }
     return {a, b};
 }
-/// (sum of g, sum of g * (x - mu)) over n floats.
-inline std::pair<float, float> sum_and_centered_dot(const float* g, const float* x, float mu, std::size_t n) noexcept {
+/// g where y > 0 (Masked), else g itself.
+template <bool Masked>
+inline simd::fbatch gate_batch(const float* g, const float* y, std::size_t i) noexcept {
+    const simd::fbatch gv = simd::fbatch::load_unaligned(g + i);
+    if constexpr (Masked) {
+        return xsimd::select(simd::fbatch::load_unaligned(y + i) > simd::fbatch(0.0f), gv, simd::fbatch(0.0f));
+    } else {
+        return gv;
+    }
+}
+template <bool Masked>
+inline float gate_scalar(const float* g, const float* y, std::size_t i) noexcept {
+    if constexpr (Masked) {
+        return y[i] > 0.0f ? g[i] : 0.0f;
+    } else {
+        return g[i];
+    }
+}
+
+/// (sum of g, sum of g * (x - mu)) over n floats, g masked by y > 0 when Masked.
+template <bool Masked>
+inline std::pair<float, float> sum_and_centered_dot(const float* g, const float* y, const float* x, float mu,
+                                                    std::size_t n) noexcept {
     using simd::fbatch;
     fbatch s(0.0f), d(0.0f);
     const fbatch m(mu);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        const fbatch gv = fbatch::load_unaligned(g + i);
+        const fbatch gv = gate_batch<Masked>(g, y, i);
         s += gv;
         d = xsimd::fma(gv, fbatch::load_unaligned(x + i) - m, d);
     }
     float a = xsimd::hadd(s), b = xsimd::hadd(d);
     for (; i < n; ++i) {
-        a += g[i];
-        b += g[i] * (x[i] - mu);
+        const float gv = gate_scalar<Masked>(g, y, i);
+        a += gv;
+        b += gv * (x[i] - mu);
     }
     return {a, b};
 }
-/// out = a * v + b over n floats.
+/// out = a * v + b over n floats, then max(., 0) when Relu.
+template <bool Relu = false>
 inline void affine(const float* v, float a, float b, float* out, std::size_t n) noexcept {
     using simd::fbatch;
-    const fbatch av(a), bv(b);
+    const fbatch av(a), bv(b), zero(0.0f);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        xsimd::fma(fbatch::load_unaligned(v + i), av, bv).store_unaligned(out + i);
+        fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv);
+        if constexpr (Relu) {
+            r = xsimd::max(r, zero);
+        }
+        r.store_unaligned(out + i);
     }
     for (; i < n; ++i) {
-        out[i] = a * v[i] + b;
+        const float r = a * v[i] + b;
+        out[i] = Relu ? (r > 0.0f ? r : 0.0f) : r;
     }
 }
-/// out = a * u + b * v + c over n floats.
-inline void combine(const float* u, float a, const float* v, float b, float c, float* out, std::size_t n) noexcept {
+/// out = a * g + b * v + c over n floats, g masked by y > 0 when Masked.
+template <bool Masked>
+inline void combine(const float* g, const float* y, float a, const float* v, float b, float c, float* out,
+                    std::size_t n) noexcept {
     using simd::fbatch;
     const fbatch av(a), bv(b), cv(c);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        xsimd::fma(fbatch::load_unaligned(u + i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv))
+        xsimd::fma(gate_batch<Masked>(g, y, i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv))
             .store_unaligned(out + i);
     }
     for (; i < n; ++i) {
-        out[i] = a * u[i] + b * v[i] + c;
+        out[i] = a * gate_scalar<Masked>(g, y, i) + b * v[i] + c;
     }
 }
 } // namespace detail
 
+/// Batch normalization, optionally followed by a ReLU computed in the same
+/// pass (`with_relu`): one read and one write of the activations instead of two.
 class batchnorm : public layer_base {
 public:
-    explicit batchnorm(std::size_t channels, float momentum = 0.1f, float eps = 1e-5f)
-        : layer_base("batchnorm"), c_(channels), momentum_(momentum), eps_(eps),
+    explicit batchnorm(std::size_t channels, float momentum = 0.1f, float eps = 1e-5f, bool with_relu = false)
+        : layer_base(with_relu ? "batchnorm_relu" : "batchnorm"), c_(channels), momentum_(momentum), eps_(eps),
+          relu_(with_relu),
           gamma_(tensor1::from_shape({channels})), beta_(tensor1::from_shape({channels})),
           dgamma_(tensor1::from_shape({channels})), dbeta_(tensor1::from_shape({channels})),
           run_mean_(tensor1::from_shape({channels})), run_var_(tensor1::from_shape({channels})),
@@ -112,6 +145,8 @@ public:
     [[nodiscard]] tensor1& running_var() noexcept { return run_var_; }
     [[nodiscard]] const tensor1& running_var() const noexcept { return run_var_; }
     [[nodiscard]] float momentum() const noexcept { return momentum_; }
+    /// Whether a ReLU follows in the same pass.
+    [[nodiscard]] bool with_relu() const noexcept { return relu_; }
     [[nodiscard]] float eps() const noexcept { return eps_; }
 
     /// gamma = 1, beta = 0, running mean 0, running variance 1.
@@ -164,12 +199,19 @@ public:
             inv_std_[c] = inv;
             const float a = gamma_(c) * inv, b = beta_(c) - a * mean;
             for (std::size_t n = 0; n < s.n; ++n) {
-                detail::affine(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
+                if (relu_) {
+                    detail::affine<true>(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
+                } else {
+                    detail::affine<false>(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
+                }
             }
         });
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::forward, fp32, fp32, train_ ? 3 * e : e); // statistics (2 per value) and the affine map
+            if (relu_) {
+                m->unary(id(), phase::forward, op_kind::compare, fp32, e);
+            }
             m->bytes(id(), phase::forward, 4 * (train_ ? 2 : 1) * x.size(), 4 * y_.size());
         }
         return y_;
@@ -188,43 +230,17 @@ public:
         if (need_dx) {
             ensure_shape(dx_, s);
         }
-        const std::size_t hw = s.h * s.w;
-        const float count = static_cast<float>(s.n * hw);
-        parallel_for(c_, [&](std::size_t c) {
-            const float mu = mean_[c], inv = inv_std_[c];
-            double sdy = 0.0, sdyx = 0.0;
-            for (std::size_t n = 0; n < s.n; ++n) {
-                const auto [a, b] = detail::sum_and_centered_dot(dy.data() + (n * c_ + c) * hw,
-                                                                 x.data() + (n * c_ + c) * hw, mu, hw);
-                sdy += a;
-                sdyx += b;
-            }
-            const float sum_dy = static_cast<float>(sdy);
-            const float sum_dy_xhat = static_cast<float>(sdyx) * inv;
-            dgamma_(c) = sum_dy_xhat;
-            dbeta_(c) = sum_dy;
-            if (!need_dx) {
-                return;
-            }
-            const float gi = gamma_(c) * inv;
-            if (train_) {
-                // dx = gamma/sigma * (dy - mean(dy) - xhat * mean(dy * xhat))
-                // dx = gi * dy + (-gi * inv * mdyx) * x + gi * (mu * inv * mdyx - mdy)
-                const float mdy = sum_dy / count, mdyx = sum_dy_xhat / count;
-                const float kx = -gi * inv * mdyx, k0 = gi * (mu * inv * mdyx - mdy);
-                for (std::size_t n = 0; n < s.n; ++n) {
-                    detail::combine(dy.data() + (n * c_ + c) * hw, gi, x.data() + (n * c_ + c) * hw, kx, k0,
-                                    dx_.data() + (n * c_ + c) * hw, hw);
-                }
-            } else {
-                for (std::size_t n = 0; n < s.n; ++n) {
-                    detail::affine(dy.data() + (n * c_ + c) * hw, gi, 0.0f, dx_.data() + (n * c_ + c) * hw, hw);
-                }
-            }
-        });
+        if (relu_) {
+            backward_planes<true>(x, dy, s, need_dx);
+        } else {
+            backward_planes<false>(x, dy, s, need_dx);
+        }
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::weight_gradient, fp32, fp32, 2 * e);
+            if (relu_) {
+                m->unary(id(), phase::backward_input, op_kind::compare, fp32, e);
+            }
             if (need_dx) {
                 m->mac(id(), phase::backward_input, fp32, fp32, 2 * e);
                 m->bytes(id(), phase::backward_input, 4 * 2 * x.size(), 4 * dx_.size());
@@ -265,6 +281,41 @@ public:
     }
 
 private:
+    /// dgamma, dbeta and (if need_dx) dx; Masked: dy is first gated by the ReLU (y > 0).
+    template <bool Masked>
+    void backward_planes(const tensor4& x, const tensor4& dy, const shape4& s, bool need_dx) {
+        const std::size_t hw = s.h * s.w;
+        const float count = static_cast<float>(s.n * hw);
+        parallel_for(c_, [&](std::size_t c) {
+            const float mu = mean_[c], inv = inv_std_[c];
+            double sdy = 0.0, sdyx = 0.0;
+            for (std::size_t n = 0; n < s.n; ++n) {
+                const std::size_t at = (n * c_ + c) * hw;
+                const auto [a, b] = detail::sum_and_centered_dot<Masked>(dy.data() + at, y_.data() + at, x.data() + at,
+                                                                         mu, hw);
+                sdy += a;
+                sdyx += b;
+            }
+            const float sum_dy = static_cast<float>(sdy);
+            const float sum_dy_xhat = static_cast<float>(sdyx) * inv;
+            dgamma_(c) = sum_dy_xhat;
+            dbeta_(c) = sum_dy;
+            if (!need_dx) {
+                return;
+            }
+            const float gi = gamma_(c) * inv;
+            // training: dx = gi * (dy - mean(dy) - xhat * mean(dy * xhat))
+            //              = gi * dy + (-gi * inv * mdyx) * x + gi * (mu * inv * mdyx - mdy)
+            // evaluation: dx = gi * dy
+            const float mdy = train_ ? sum_dy / count : 0.0f, mdyx = train_ ? sum_dy_xhat / count : 0.0f;
+            const float kx = -gi * inv * mdyx, k0 = gi * (mu * inv * mdyx - mdy);
+            for (std::size_t n = 0; n < s.n; ++n) {
+                const std::size_t at = (n * c_ + c) * hw;
+                detail::combine<Masked>(dy.data() + at, y_.data() + at, gi, x.data() + at, kx, k0, dx_.data() + at, hw);
+            }
+        });
+    }
+
     void check(const shape4& s) const {
         if (s.c != c_) {
             throw shape_error(detail::concat(name(), ": batchnorm(", c_, ") got an input of shape ", to_string(s)));
@@ -273,6 +324,7 @@ private:
 
     std::size_t c_;
     float momentum_, eps_;
+    bool relu_;
     tensor1 gamma_, beta_, dgamma_, dbeta_, run_mean_, run_var_;
     std::vector<float> mean_, inv_std_;
     tensor4 y_, dx_, empty_;

@@ -120,13 +120,18 @@ public:
         } else {
             backward_im2col(x, dy, g, need_dx, t);
         }
-        // reduce the per-thread partial gradients in a fixed order
+        // reduce the per-thread partial gradients (held transposed, [in*k*k x out])
+        // in a fixed order
         std::fill(dw_.begin(), dw_.end(), 0.0f);
         std::fill(db_.begin(), db_.end(), 0.0f);
+        const std::size_t kk = g.rows();
         for (int i = 0; i < threads; ++i) {
             const float* part = partial_.data() + static_cast<std::size_t>(i) * stride;
-            for (std::size_t j = 0; j < w_.size(); ++j) {
-                dw_.data()[j] += part[j];
+            for (std::size_t o = 0; o < out_; ++o) {
+                float* row = dw_.data() + o * kk;
+                for (std::size_t j = 0; j < kk; ++j) {
+                    row[j] += part[j * out_ + o];
+                }
             }
             for (std::size_t j = 0; j < b_.size(); ++j) {
                 db_.data()[j] += part[w_.size() + j];
@@ -192,29 +197,62 @@ private:
         double wgrad = 0.0, dx = 0.0; // measured on the first thread
     };
 
-    /// Stride-1 convolutions on images of at least 10 x 10 outputs read the
-    /// (padded) image in place; the rest go through im2col.
+    /// Stride-1 convolutions read the (zero-padded) images in place; strided
+    /// ones go through im2col.
     [[nodiscard]] static bool implicit(const conv_geometry& g) noexcept {
-        return g.stride == 1 && g.k > 1 && g.pad <= g.k - 1 && g.out_h() * g.out_w() >= 100;
+        return g.stride == 1 && g.k > 1 && g.pad <= g.k - 1;
     }
 
-    /// Copies an image (c x h x w) into a zero-bordered buffer
-    /// (c x (h + 2p) x (w + 2p)), followed by `slack` zeros.
-    static void pad_image(const float* x, std::size_t c, std::size_t h, std::size_t w, std::size_t p, float* out,
-                          std::size_t slack) noexcept {
-        const std::size_t hp = h + 2 * p, wp = w + 2 * p;
-        for (std::size_t ci = 0; ci < c; ++ci) {
-            float* o = out + ci * hp * wp;
-            std::memset(o, 0, p * wp * sizeof(float));
-            for (std::size_t y = 0; y < h; ++y) {
-                float* row = o + (p + y) * wp;
-                std::memset(row, 0, p * sizeof(float));
-                std::memcpy(row + p, x + (ci * h + y) * w, w * sizeof(float));
-                std::memset(row + p + w, 0, p * sizeof(float));
+    /// Images tiled on one zero canvas per channel, sharing their padding: a
+    /// grid of `tiles_y` x `tiles_x` images of h x w, `p` zero rows and
+    /// columns around and between them. A stride-1 convolution with padding p
+    /// reads at most p beyond an image on any side, so the shared gaps keep
+    /// the images apart, and one matrix product covers every tile.
+    struct canvas {
+        std::size_t h = 0, w = 0, p = 0, count = 0, tiles_x = 1, tiles_y = 1;
+        std::size_t width = 0, height = 0;
+
+        canvas(std::size_t h_, std::size_t w_, std::size_t p_, std::size_t count_)
+            : h(h_), w(w_), p(p_), count(count_) {
+            tiles_x = 1;
+            while (tiles_x * tiles_x < count) {
+                ++tiles_x;
             }
-            std::memset(o + (p + h) * wp, 0, p * wp * sizeof(float));
+            tiles_y = (count + tiles_x - 1) / tiles_x;
+            width = p + tiles_x * (w + p);
+            height = p + tiles_y * (h + p);
         }
-        std::memset(out + c * hp * wp, 0, slack * sizeof(float));
+        [[nodiscard]] std::size_t plane() const noexcept { return width * height; }
+        /// Canvas index of pixel (0, 0) of image s.
+        [[nodiscard]] std::size_t origin(std::size_t s) const noexcept {
+            return (p + (s / tiles_x) * (h + p)) * width + p + (s % tiles_x) * (w + p);
+        }
+        /// Grid position of output (0, 0) of image s (its window's top-left corner).
+        [[nodiscard]] std::size_t out_origin(std::size_t s) const noexcept { return origin(s) - p * width - p; }
+        /// Grid positions a product must cover for outputs of ho rows.
+        [[nodiscard]] std::size_t grid(std::size_t ho) const noexcept {
+            return out_origin(count - 1) - out_origin(count - 1) % width + ho * width;
+        }
+        /// Copies `count` consecutive images (c x h x w each) onto the canvas of
+        /// each channel ([c][height][width], zero elsewhere), then `slack` zeros.
+        void fill(const float* x, std::size_t c, float* out, std::size_t slack) const noexcept {
+            std::memset(out, 0, (c * plane() + slack) * sizeof(float));
+            for (std::size_t s = 0; s < count; ++s) {
+                for (std::size_t ci = 0; ci < c; ++ci) {
+                    const float* src = x + (s * c + ci) * h * w;
+                    float* dst = out + ci * plane() + origin(s);
+                    for (std::size_t y = 0; y < h; ++y) {
+                        std::memcpy(dst + y * width, src + y * w, w * sizeof(float));
+                    }
+                }
+            }
+        }
+    };
+
+    /// Images per canvas: enough for a product of >= ~384 columns.
+    [[nodiscard]] static std::size_t canvas_count(std::size_t h, std::size_t w, std::size_t p, std::size_t n) noexcept {
+        const std::size_t tile = (h + p) * (w + p);
+        return std::max<std::size_t>(1, std::min(n, (384 + tile - 1) / tile));
     }
 
     /// Row offsets of the implicit product: for (c, ky, kx) in order,
@@ -231,32 +269,44 @@ private:
         }
     }
 
+    // The implicit product: output pixel (s, y, x) of output channel o is the
+    // dot product of weight row o with the column at grid position
+    // out_origin(s) + y * width + x, where row (c, ky, kx) of the grid is the
+    // canvas of channel c shifted by ky * width + kx. Grid positions that are
+    // no output pixel are computed and dropped: the price of reading the
+    // input in place.
+
     void forward_implicit(const tensor4& x, const conv_geometry& g) {
-        const std::size_t n = x.shape()[0], k = g.k, p = g.pad;
-        const std::size_t hp = g.h + 2 * p, wp = g.w + 2 * p, ho = g.out_h(), wo = g.out_w();
-        const std::size_t cols = ho * wp, kk = g.rows();
-        tap_offsets(in_, k, hp * wp, wp, offsets_);
+        const std::size_t n = x.shape()[0], k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
+        const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
         const float* bias = opt_.bias ? b_.data() : nullptr;
-        parallel_chunks(n, [&](std::size_t nb, std::size_t ne, int) {
-            thread_local std::vector<float> xpad, grid;
+        parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int) {
+            thread_local std::vector<float> xc, grid;
+            thread_local std::vector<std::size_t> offsets;
             thread_local std::vector<const float*> rows;
-            xpad.resize(in_ * hp * wp + k);
-            grid.resize(out_ * cols);
             rows.resize(kk);
-            for (std::size_t i = nb; i < ne; ++i) {
-                pad_image(x.data() + i * in_ * g.h * g.w, in_, g.h, g.w, p, xpad.data(), k);
+            for (std::size_t gi = gb; gi < ge; ++gi) {
+                const std::size_t n0 = gi * per, cnt = std::min(per, n - n0);
+                const canvas cv(g.h, g.w, p, cnt);
+                const std::size_t cols = cv.grid(ho);
+                xc.resize(in_ * cv.plane() + k * cv.width);
+                grid.resize(out_ * cols);
+                cv.fill(x.data() + n0 * in_ * g.h * g.w, in_, xc.data(), k * cv.width);
+                tap_offsets(in_, k, cv.plane(), cv.width, offsets);
                 for (std::size_t j = 0; j < kk; ++j) {
-                    rows[j] = xpad.data() + offsets_[j];
+                    rows[j] = xc.data() + offsets[j];
                 }
                 kernels::sgemm_rows(out_, cols, kk, 1.0f, w_.data(), kk, rows.data(), 0.0f, grid.data(), cols);
-                float* dst = y_.data() + i * out_ * ho * wo;
-                for (std::size_t o = 0; o < out_; ++o) {
-                    const float bo = bias != nullptr ? bias[o] : 0.0f;
-                    for (std::size_t yy = 0; yy < ho; ++yy) {
-                        const float* src = grid.data() + o * cols + yy * wp;
-                        float* d = dst + (o * ho + yy) * wo;
-                        for (std::size_t xx = 0; xx < wo; ++xx) {
-                            d[xx] = src[xx] + bo;
+                for (std::size_t s = 0; s < cnt; ++s) {
+                    float* dst = y_.data() + (n0 + s) * out_ * ho * wo;
+                    for (std::size_t o = 0; o < out_; ++o) {
+                        const float bo = bias != nullptr ? bias[o] : 0.0f;
+                        for (std::size_t yy = 0; yy < ho; ++yy) {
+                            const float* src = grid.data() + o * cols + cv.out_origin(s) + yy * cv.width;
+                            float* d = dst + (o * ho + yy) * wo;
+                            for (std::size_t xx = 0; xx < wo; ++xx) {
+                                d[xx] = src[xx] + bo;
+                            }
                         }
                     }
                 }
@@ -265,17 +315,11 @@ private:
     }
 
     void backward_implicit(const tensor4& x, const tensor4& dy, const conv_geometry& g, bool need_dx, timing& t) {
-        const std::size_t n = x.shape()[0], k = g.k, p = g.pad;
-        const std::size_t hp = g.h + 2 * p, wp = g.w + 2 * p, ho = g.out_h(), wo = g.out_w();
-        const std::size_t cols = ho * wp, kk = g.rows();
-        // the weight-gradient product runs over a multiple of the vector width:
-        // dy is zero past `cols`, the image buffer has slack past its end
-        const std::size_t cpad = round_up(cols);
+        const std::size_t n = x.shape()[0], k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
+        const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
         // input gradient: a valid correlation of dy, padded by k - 1 - p, with the rotated kernel
-        const std::size_t pd = k - 1 - p, hq = ho + 2 * pd, wq = wo + 2 * pd, dcols = g.h * wq, kq = out_ * k * k;
-        tap_offsets(in_, k, hp * wp, wp, offsets_);
+        const std::size_t pd = k - 1 - p, kq = out_ * k * k;
         if (need_dx) {
-            tap_offsets(out_, k, hq * wq, wq, offsets_dx_);
             wrot_.resize(in_ * kq);
             for (std::size_t ci = 0; ci < in_; ++ci) {
                 for (std::size_t co = 0; co < out_; ++co) {
@@ -287,32 +331,53 @@ private:
                 }
             }
         }
-        const std::size_t stride = w_.size() + b_.size();
-        parallel_chunks(n, [&](std::size_t nb, std::size_t ne, int thread) {
-            thread_local std::vector<float> xpad, dyw, dyq, dgrid;
-            thread_local std::vector<const float*> rows;
-            xpad.resize(in_ * hp * wp + k + cpad - cols);
-            dyw.resize(out_ * cpad);
+        const std::size_t wstride = w_.size() + b_.size();
+        parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
+            thread_local std::vector<float> xc, dyw, dyt, dyc, dgrid;
+            thread_local std::vector<std::size_t> offsets;
+            thread_local std::vector<const float*> rows, dyrows;
             rows.resize(std::max(kk, kq));
-            float* dw = partial_.data() + static_cast<std::size_t>(thread) * stride;
+            dyrows.resize(out_);
+            float* dw = partial_.data() + static_cast<std::size_t>(thread) * wstride;
             float* db = dw + w_.size();
-            for (std::size_t i = nb; i < ne; ++i) {
+            for (std::size_t gi = gb; gi < ge; ++gi) {
                 const auto t0 = std::chrono::steady_clock::now();
-                const float* dys = dy.data() + i * out_ * ho * wo;
-                // dy on the padded-width grid, zero in the columns past wo
+                const std::size_t n0 = gi * per, cnt = std::min(per, n - n0);
+                const canvas cv(g.h, g.w, p, cnt);
+                const std::size_t cols = cv.grid(ho);
+                // dy on the grid ([out x grid position], zero at the positions
+                // that are not output pixels and up to a multiple of the vector width)
+                const std::size_t cpad = round_up(cols);
+                dyw.resize(out_ * cpad);
+                std::fill(dyw.begin(), dyw.begin() + static_cast<std::ptrdiff_t>(out_ * cpad), 0.0f);
                 for (std::size_t o = 0; o < out_; ++o) {
-                    for (std::size_t yy = 0; yy < ho; ++yy) {
-                        float* d = dyw.data() + o * cpad + yy * wp;
-                        std::memcpy(d, dys + (o * ho + yy) * wo, wo * sizeof(float));
-                        std::memset(d + wo, 0, (wp - wo) * sizeof(float));
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        const float* src = dy.data() + ((n0 + s) * out_ + o) * ho * wo;
+                        float* d = dyw.data() + o * cpad + cv.out_origin(s);
+                        for (std::size_t yy = 0; yy < ho; ++yy) {
+                            std::memcpy(d + yy * cv.width, src + yy * wo, wo * sizeof(float));
+                        }
                     }
-                    std::memset(dyw.data() + o * cpad + cols, 0, (cpad - cols) * sizeof(float));
                 }
-                pad_image(x.data() + i * in_ * g.h * g.w, in_, g.h, g.w, p, xpad.data(), k + cpad - cols);
+                xc.resize(in_ * cv.plane() + k * cv.width + cpad);
+                cv.fill(x.data() + n0 * in_ * g.h * g.w, in_, xc.data(), k * cv.width + cpad);
+                tap_offsets(in_, k, cv.plane(), cv.width, offsets);
                 for (std::size_t j = 0; j < kk; ++j) {
-                    rows[j] = xpad.data() + offsets_[j];
+                    rows[j] = xc.data() + offsets[j];
                 }
-                kernels::sgemm_nt_rows(out_, kk, cpad, 1.0f, dyw.data(), cpad, rows.data(), 1.0f, dw, kk);
+                // dW^T [in*k*k x out] += shifted canvases x dy^T
+                if (out_ % kernels::detail::gemm_nr == 0) {
+                    // dy^T as the B operand: vectors along the output channels
+                    dyt.resize(cpad * out_);
+                    kernels::transpose(out_, cpad, dyw.data(), cpad, dyt.data(), out_);
+                    kernels::sgemm_arows(kk, out_, cols, 1.0f, rows.data(), dyt.data(), out_, 1.0f, dw, out_);
+                } else {
+                    // few output channels: dot products along the grid instead
+                    for (std::size_t o = 0; o < out_; ++o) {
+                        dyrows[o] = dyw.data() + o * cpad;
+                    }
+                    kernels::sgemm_nt_rows(kk, out_, cpad, 1.0f, rows.data(), dyrows.data(), 1.0f, dw, out_);
+                }
                 if (opt_.bias) {
                     for (std::size_t o = 0; o < out_; ++o) {
                         db[o] += row_sum(dyw.data() + o * cpad, cpad);
@@ -320,18 +385,23 @@ private:
                 }
                 const auto t1 = std::chrono::steady_clock::now();
                 if (need_dx) {
-                    dyq.resize(out_ * hq * wq + k);
+                    const canvas dc(ho, wo, pd, cnt);
+                    const std::size_t dcols = dc.grid(g.h);
+                    dyc.resize(out_ * dc.plane() + k * dc.width);
                     dgrid.resize(in_ * dcols);
-                    pad_image(dys, out_, ho, wo, pd, dyq.data(), k);
+                    dc.fill(dy.data() + n0 * out_ * ho * wo, out_, dyc.data(), k * dc.width);
+                    tap_offsets(out_, k, dc.plane(), dc.width, offsets);
                     for (std::size_t j = 0; j < kq; ++j) {
-                        rows[j] = dyq.data() + offsets_dx_[j];
+                        rows[j] = dyc.data() + offsets[j];
                     }
                     kernels::sgemm_rows(in_, dcols, kq, 1.0f, wrot_.data(), kq, rows.data(), 0.0f, dgrid.data(), dcols);
-                    float* dxs = dx_.data() + i * in_ * g.h * g.w;
-                    for (std::size_t ci = 0; ci < in_; ++ci) {
-                        for (std::size_t yy = 0; yy < g.h; ++yy) {
-                            std::memcpy(dxs + (ci * g.h + yy) * g.w, dgrid.data() + ci * dcols + yy * wq,
-                                        g.w * sizeof(float));
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        float* dxs = dx_.data() + (n0 + s) * in_ * g.h * g.w;
+                        for (std::size_t ci = 0; ci < in_; ++ci) {
+                            const float* src = dgrid.data() + ci * dcols + dc.out_origin(s);
+                            for (std::size_t yy = 0; yy < g.h; ++yy) {
+                                std::memcpy(dxs + (ci * g.h + yy) * g.w, src + yy * dc.width, g.w * sizeof(float));
+                            }
                         }
                     }
                 }
@@ -406,34 +476,34 @@ private:
         }
         const std::size_t stride = w_.size() + b_.size();
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
-            thread_local std::vector<float> col, dyg, dcol;
-            const std::size_t ldmax = round_up(group * p);
-            col.resize(kk * ldmax);
-            dyg.resize(out_ * ldmax);
+            thread_local std::vector<float> col, dyg, dyt, dcol;
+            thread_local std::vector<const float*> rows;
+            col.resize(kk * group * p);
+            dyg.resize(out_ * group * p);
+            dyt.resize(group * p * out_);
+            rows.resize(kk);
             if (need_dx) {
-                dcol.resize(kk * ldmax);
+                dcol.resize(kk * group * p);
             }
             float* dw = partial_.data() + static_cast<std::size_t>(thread) * stride;
             float* db = dw + w_.size();
             for (std::size_t gi = gb; gi < ge; ++gi) {
                 const auto t0 = std::chrono::steady_clock::now();
-                // the group as matrices of ld columns, a multiple of the vector
-                // width: the columns past cnt * p are zero in both operands
-                const std::size_t n0 = gi * group, cnt = std::min(group, n - n0), ld = round_up(cnt * p);
-                for (std::size_t o = 0; o < out_; ++o) {
-                    for (std::size_t s = 0; s < cnt; ++s) {
-                        const float* src = dy.data() + (n0 + s) * ystride + o * p;
-                        std::copy(src, src + p, dyg.data() + o * ld + s * p);
-                    }
-                    std::fill(dyg.data() + o * ld + cnt * p, dyg.data() + (o + 1) * ld, 0.0f);
-                }
+                const std::size_t n0 = gi * group, cnt = std::min(group, n - n0), ld = cnt * p;
+                // dy of the group as [out x ld] (for dx) and transposed [ld x out] (for dW)
                 for (std::size_t s = 0; s < cnt; ++s) {
-                    im2col(x.data() + (n0 + s) * xstride, g, col.data() + s * p, ld);
+                    const float* src = dy.data() + (n0 + s) * ystride;
+                    for (std::size_t o = 0; o < out_; ++o) {
+                        std::copy(src + o * p, src + (o + 1) * p, dyg.data() + o * ld + s * p);
+                    }
                 }
+                kernels::transpose(out_, ld, dyg.data(), ld, dyt.data(), out_);
+                const float* bmat = gather_columns(x.data() + n0 * xstride, g, cnt, ld, col.data());
                 for (std::size_t r = 0; r < kk; ++r) {
-                    std::fill(col.data() + r * ld + cnt * p, col.data() + (r + 1) * ld, 0.0f);
+                    rows[r] = bmat + r * ld;
                 }
-                kernels::sgemm_nt(out_, kk, ld, 1.0f, dyg.data(), ld, col.data(), ld, 1.0f, dw, kk);
+                // dW^T [in*k*k x out] += columns x dy^T
+                kernels::sgemm_arows(kk, out_, ld, 1.0f, rows.data(), dyt.data(), out_, 1.0f, dw, out_);
                 if (opt_.bias) {
                     for (std::size_t o = 0; o < out_; ++o) {
                         db[o] += row_sum(dyg.data() + o * ld, ld);
@@ -478,7 +548,6 @@ private:
     tensor4 y_, dx_, empty_;
     const tensor4* x_ = nullptr;
     std::vector<float> wt_, wrot_, partial_;
-    std::vector<std::size_t> offsets_, offsets_dx_;
 };
 
 static_assert(layer<conv2d>);

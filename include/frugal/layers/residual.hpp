@@ -48,7 +48,7 @@ public:
     /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
     basic_block(std::size_t in, std::size_t out, std::size_t stride = 1)
         : in_(in), out_(out), stride_(stride),
-          conv1_(ConvMaker::make(in, out, 3, {stride, 1, false})), bn1_(out),
+          conv1_(ConvMaker::make(in, out, 3, {stride, 1, false})), bn1_(out, 0.1f, 1e-5f, true),
           conv2_(ConvMaker::make(out, out, 3, {1, 1, false})), bn2_(out) {
         if (stride != 1 || in != out) {
             proj_.emplace(ConvMaker::make(in, out, 1, {stride, 0, false}), batchnorm(out));
@@ -73,10 +73,8 @@ public:
         slot_.rename(prefix.empty() ? std::string("basic_block") : prefix);
         conv1_.set_name(child_name(prefix, "conv1"));
         bn1_.set_name(child_name(prefix, "bn1"));
-        relu1_.set_name(child_name(prefix, "relu1"));
         conv2_.set_name(child_name(prefix, "conv2"));
         bn2_.set_name(child_name(prefix, "bn2"));
-        relu_out_.set_name(child_name(prefix, "relu_out"));
         if (proj_) {
             proj_->first.set_name(child_name(prefix, "shortcut.conv"));
             proj_->second.set_name(child_name(prefix, "shortcut.bn"));
@@ -105,9 +103,9 @@ public:
         return bn2_.output_shape(conv2_.output_shape(conv1_.output_shape(x)));
     }
 
-    /// The residual branch: bn2(conv2(relu(bn1(conv1(x))))).
+    /// The residual branch: bn2(conv2(relu(bn1(conv1(x))))) (bn1 applies the ReLU in its own pass).
     const tensor4& forward_body(context& ctx, const tensor4& x) {
-        const tensor4& a = relu1_.forward(ctx, bn1_.forward(ctx, conv1_.forward(ctx, x)));
+        const tensor4& a = bn1_.forward(ctx, conv1_.forward(ctx, x));
         return bn2_.forward(ctx, conv2_.forward(ctx, a));
     }
     /// The shortcut: x itself, or bn(conv1x1(x)).
@@ -120,7 +118,7 @@ public:
     /// dx of the residual branch for its output gradient d.
     const tensor4& backward_body(context& ctx, const tensor4& d) {
         const tensor4& g = conv2_.backward(ctx, bn2_.backward(ctx, d));
-        return conv1_.backward(ctx, bn1_.backward(ctx, relu1_.backward(ctx, g)));
+        return conv1_.backward(ctx, bn1_.backward(ctx, g));
     }
     /// dx of the shortcut for its output gradient d.
     const tensor4& backward_shortcut(context& ctx, const tensor4& d) {
@@ -130,27 +128,34 @@ public:
         return d;
     }
 
+    /// relu(body(x) + shortcut(x)), the sum and the ReLU in one pass.
     const tensor4& forward(context& ctx, const tensor4& x) {
         const tensor4& body = forward_body(ctx, x);
         const tensor4& s = forward_shortcut(ctx, x);
-        ensure_shape(sum_, shape_of(body));
-        add(body.data(), s.data(), sum_.data(), body.size());
+        ensure_shape(y_, shape_of(body));
+        add_relu(body.data(), s.data(), y_.data(), body.size());
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::forward, op_kind::add, fp32, body.size());
+            m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, body.size());
         }
-        return relu_out_.forward(ctx, sum_);
+        return y_;
     }
 
     const tensor4& backward(context& ctx, const tensor4& dy) {
-        const tensor4& dsum = relu_out_.backward(ctx, dy);
-        const tensor4& db = backward_body(ctx, dsum);
+        expect_shape(shape_of(dy), shape_of(y_), (name_ + ".backward").c_str());
+        ensure_shape(dsum_, shape_of(dy));
+        relu::gate(y_.data(), dy.data(), dsum_.data(), dy.size());
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->unary(slot_.id(), phase::backward_input, op_kind::compare, fp32, dy.size());
+        }
+        const tensor4& db = backward_body(ctx, dsum_);
         if (!input_grad_) {
             if (proj_) {
-                (void)backward_shortcut(ctx, dsum);
+                (void)backward_shortcut(ctx, dsum_);
             }
             return db;
         }
-        const tensor4& ds = backward_shortcut(ctx, dsum);
+        const tensor4& ds = backward_shortcut(ctx, dsum_);
         ensure_shape(dx_, shape_of(db));
         add(db.data(), ds.data(), dx_.data(), db.size());
         if (cost_meter* m = slot_.bind(ctx.meter)) {
@@ -207,14 +212,28 @@ public:
     void for_each_layer(F&& f) {
         f(conv1_);
         f(bn1_);
-        f(relu1_);
         f(conv2_);
         f(bn2_);
         if (proj_) {
             f(proj_->first);
             f(proj_->second);
         }
-        f(relu_out_);
+    }
+
+    /// c = max(a + b, 0), vectorized and spread over the threads.
+    static void add_relu(const float* a, const float* b, float* c, std::size_t n) {
+        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) {
+            using simd::fbatch;
+            const fbatch zero(0.0f);
+            std::size_t i = lo;
+            for (; i + simd::width <= hi; i += simd::width) {
+                xsimd::max(fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i), zero).store_unaligned(c + i);
+            }
+            for (; i < hi; ++i) {
+                const float v = a[i] + b[i];
+                c[i] = v > 0.0f ? v : 0.0f;
+            }
+        });
     }
 
     /// c = a + b, vectorized and spread over the threads.
@@ -234,13 +253,11 @@ public:
 private:
     std::size_t in_, out_, stride_;
     conv_type conv1_;
-    batchnorm bn1_;
-    relu relu1_;
+    batchnorm bn1_; // with its ReLU
     conv_type conv2_;
     batchnorm bn2_;
     std::optional<std::pair<conv_type, batchnorm>> proj_;
-    relu relu_out_;
-    tensor4 sum_, dx_;
+    tensor4 y_, dsum_, dx_;
     meter_slot slot_{"basic_block"};
     std::string name_;
     bool input_grad_ = true;

@@ -3,7 +3,7 @@
 
 /// @file
 /// CIFAR ResNets of depth 6n + 2 (20, 32, 38, 44, 56, 74, 110, ...): a 3x3
-/// stem convolution to 16 channels, three stages of n basic blocks with 16,
+/// stem convolution to 16 channels with batch normalization and ReLU, three stages of n basic blocks with 16,
 /// 32 and 64 channels (the first block of stages 2 and 3 halves the
 /// resolution and uses a projection shortcut), global average pooling and a
 /// dense classifier. Works for 1 x 28 x 28 and 3 x 32 x 32 inputs.
@@ -27,7 +27,7 @@
 namespace frugal {
 
 template <class Block = basic_block<>>
-using cifar_resnet_t = sequential<conv2d, batchnorm, relu, repeated<Block>, global_avg_pool, dense>;
+using cifar_resnet_t = sequential<conv2d, batchnorm, repeated<Block>, global_avg_pool, dense>;
 
 /// Checks depth = 6n + 2 and returns n.
 [[nodiscard]] inline std::size_t resnet_blocks_per_stage(std::size_t depth) {
@@ -60,7 +60,7 @@ template <class Block = basic_block<>>
                                                  std::size_t width = 16) {
     auto blocks = resnet_stages<Block>(depth, width,
                                        [](std::size_t in, std::size_t out, std::size_t s) { return Block(in, out, s); });
-    cifar_resnet_t<Block> net(conv2d(in_channels, width, 3, {1, 1, false}), batchnorm(width), relu{},
+    cifar_resnet_t<Block> net(conv2d(in_channels, width, 3, {1, 1, false}), batchnorm(width, 0.1f, 1e-5f, true),
                               repeated<Block>(std::move(blocks)), global_avg_pool{}, dense(4 * width, classes));
     rng g(seed);
     net.reset_parameters(g);

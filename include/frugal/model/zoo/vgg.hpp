@@ -26,7 +26,8 @@ namespace frugal {
 /// conv 3x3 -> batch norm -> ReLU, then a 2x2 max pool when `pool` is set.
 class vgg_unit {
 public:
-    vgg_unit(std::size_t in, std::size_t out, bool pool) : conv_(in, out, 3, {1, 1, false}), bn_(out), pool_(2), pooled_(pool) {}
+    vgg_unit(std::size_t in, std::size_t out, bool pool)
+        : conv_(in, out, 3, {1, 1, false}), bn_(out, 0.1f, 1e-5f, true), pool_(2), pooled_(pool) {}
 
     [[nodiscard]] conv2d& conv() noexcept { return conv_; }
     [[nodiscard]] batchnorm& bn() noexcept { return bn_; }
@@ -35,7 +36,6 @@ public:
     void set_name(std::string prefix) {
         conv_.set_name(child_name(prefix, "conv"));
         bn_.set_name(child_name(prefix, "bn"));
-        relu_.set_name(child_name(prefix, "relu"));
         pool_.set_name(child_name(prefix, "pool"));
     }
     void set_input_grad(bool on) { conv_.set_input_grad(on); }
@@ -48,12 +48,12 @@ public:
         return pooled_ ? pool_.output_shape(s) : s;
     }
     const tensor4& forward(context& ctx, const tensor4& x) {
-        const tensor4& a = relu_.forward(ctx, bn_.forward(ctx, conv_.forward(ctx, x)));
+        const tensor4& a = bn_.forward(ctx, conv_.forward(ctx, x)); // bn_ applies the ReLU
         return pooled_ ? pool_.forward(ctx, a) : a;
     }
     const tensor4& backward(context& ctx, const tensor4& dy) {
         const tensor4& g = pooled_ ? pool_.backward(ctx, dy) : dy;
-        return conv_.backward(ctx, bn_.backward(ctx, relu_.backward(ctx, g)));
+        return conv_.backward(ctx, bn_.backward(ctx, g));
     }
     void collect_parameters(std::vector<parameter>& ps) {
         conv_.collect_parameters(ps);
@@ -78,7 +78,6 @@ public:
     void for_each_layer(F&& f) {
         f(conv_);
         f(bn_);
-        f(relu_);
         if (pooled_) {
             f(pool_);
         }
@@ -86,8 +85,7 @@ public:
 
 private:
     conv2d conv_;
-    batchnorm bn_;
-    relu relu_;
+    batchnorm bn_; // with its ReLU
     max_pool pool_;
     bool pooled_;
 };

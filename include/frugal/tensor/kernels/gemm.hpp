@@ -61,80 +61,70 @@ inline constexpr std::size_t vw = simd::width;
 inline constexpr std::size_t gemm_mr = vw >= 16 ? 8 : (vw == 8 ? 6 : 4);
 inline constexpr std::size_t gemm_nv = 2;
 inline constexpr std::size_t gemm_nr = gemm_nv * vw;
+/// Depth of a k block: a 256 x NR panel of B is 32 KiB with AVX-512.
+inline constexpr std::size_t gemm_kc = 256;
 
-/// C[MR x NR] (+)= alpha * A[MR x K] * B[K x NR]; row p of B starts at rows[p] + col.
-template <std::size_t MR>
-inline void micro(std::size_t k, float alpha, const float* a, std::size_t lda, const float* const* rows,
-                  std::size_t col, float beta, float* c, std::size_t ldc) noexcept {
-    std::array<fbatch, MR * gemm_nv> acc;
+/// C[MR x NV*W] (+)= alpha * A[MR x K] * B[K x NV*W], where A(r, p) = arows[r][p]
+/// and B(p, j) = brows[p][col + j]. Accumulators stay in registers.
+template <std::size_t MR, std::size_t NV>
+inline void micro(std::size_t k, float alpha, const float* const* arows, const float* const* brows, std::size_t col,
+                  float beta, float* c, std::size_t ldc) noexcept {
+    std::array<fbatch, MR * NV> acc;
     for (auto& v : acc) {
         v = fbatch(0.0f);
     }
+    std::array<const float*, MR> a;
+    for (std::size_t r = 0; r < MR; ++r) {
+        a[r] = arows[r];
+    }
     for (std::size_t p = 0; p < k; ++p) {
-        const float* brow = rows[p] + col;
-        const fbatch b0 = fbatch::load_unaligned(brow);
-        const fbatch b1 = fbatch::load_unaligned(brow + vw);
+        const float* brow = brows[p] + col;
+        std::array<fbatch, NV> b;
+        for (std::size_t v = 0; v < NV; ++v) {
+            b[v] = fbatch::load_unaligned(brow + v * vw);
+        }
         for (std::size_t r = 0; r < MR; ++r) {
-            const fbatch av(a[r * lda + p]);
-            acc[r * 2] = xsimd::fma(av, b0, acc[r * 2]);
-            acc[r * 2 + 1] = xsimd::fma(av, b1, acc[r * 2 + 1]);
+            const fbatch av(a[r][p]);
+            for (std::size_t v = 0; v < NV; ++v) {
+                acc[r * NV + v] = xsimd::fma(av, b[v], acc[r * NV + v]);
+            }
         }
     }
     const fbatch al(alpha);
     for (std::size_t r = 0; r < MR; ++r) {
         float* crow = c + r * ldc;
-        if (beta == 0.0f) {
-            (al * acc[r * 2]).store_unaligned(crow);
-            (al * acc[r * 2 + 1]).store_unaligned(crow + vw);
-        } else {
-            const fbatch be(beta);
-            xsimd::fma(al, acc[r * 2], be * fbatch::load_unaligned(crow)).store_unaligned(crow);
-            xsimd::fma(al, acc[r * 2 + 1], be * fbatch::load_unaligned(crow + vw)).store_unaligned(crow + vw);
+        for (std::size_t v = 0; v < NV; ++v) {
+            if (beta == 0.0f) {
+                (al * acc[r * NV + v]).store_unaligned(crow + v * vw);
+            } else {
+                xsimd::fma(al, acc[r * NV + v], fbatch(beta) * fbatch::load_unaligned(crow + v * vw))
+                    .store_unaligned(crow + v * vw);
+            }
         }
     }
 }
 
-template <std::size_t... R>
-inline void micro_rows(std::size_t rows, std::size_t k, float alpha, const float* a, std::size_t lda,
+template <std::size_t NV, std::size_t... R>
+inline void micro_rows(std::size_t rows, std::size_t k, float alpha, const float* const* arows,
                        const float* const* brows, std::size_t col, float beta, float* c, std::size_t ldc,
                        std::index_sequence<R...>) noexcept {
     // rows in [1, MR]: a fold picks the instantiation with that many rows
-    (void)((rows == R + 1 ? (micro<R + 1>(k, alpha, a, lda, brows, col, beta, c, ldc), true) : false) || ...);
+    (void)((rows == R + 1 ? (micro<R + 1, NV>(k, alpha, arows, brows, col, beta, c, ldc), true) : false) || ...);
 }
 
-/// Columns [col, col + nr) of C for all rows, nr < NR: through zero-padded copies.
-inline void tail_columns(std::size_t m, std::size_t nr, std::size_t k, float alpha, const float* a, std::size_t lda,
-                         const float* const* brows, std::size_t col, float beta, float* c, std::size_t ldc, float* bt,
-                         const float** btrows, float* ct) noexcept {
-    for (std::size_t p = 0; p < k; ++p) {
-        std::memcpy(bt + p * gemm_nr, brows[p] + col, nr * sizeof(float));
-        std::memset(bt + p * gemm_nr + nr, 0, (gemm_nr - nr) * sizeof(float));
-        btrows[p] = bt + p * gemm_nr;
-    }
+/// One panel of NV vectors of columns starting at `col`, all rows of C, one k block.
+template <std::size_t NV>
+inline void panel(std::size_t m, std::size_t kc, float alpha, const float* const* arows, const float* const* brows,
+                  std::size_t col, float beta, float* c, std::size_t ldc) noexcept {
     for (std::size_t i0 = 0; i0 < m; i0 += gemm_mr) {
-        const std::size_t rows = std::min(gemm_mr, m - i0);
-        for (std::size_t r = 0; r < rows; ++r) {
-            if (beta != 0.0f) {
-                std::memcpy(ct + r * gemm_nr, c + (i0 + r) * ldc + col, nr * sizeof(float));
-            }
-        }
-        micro_rows(rows, k, alpha, a + i0 * lda, lda, btrows, 0, beta, ct, gemm_nr,
-                   std::make_index_sequence<gemm_mr>{});
-        for (std::size_t r = 0; r < rows; ++r) {
-            std::memcpy(c + (i0 + r) * ldc + col, ct + r * gemm_nr, nr * sizeof(float));
-        }
+        micro_rows<NV>(std::min(gemm_mr, m - i0), kc, alpha, arows + i0, brows, col, beta, c + i0 * ldc + col, ldc,
+                       std::make_index_sequence<gemm_mr>{});
     }
 }
 
-} // namespace detail
-
-/// frugal's own kernel with B given by its rows: C[m x n] = alpha * A * B + beta * C,
-/// where row p of B (n floats) starts at rows[p]. This is how a convolution
-/// reads its input in place ("implicit im2col"): each row is the image
-/// shifted by one kernel tap. beta == 0: C is not read.
-inline void sgemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
-                       const float* const* rows, float beta, float* c, std::size_t ldc) {
-    using namespace detail;
+/// The general kernel: A(i, p) = arows[i][p], B(p, j) = brows[p][j].
+inline void gemm_core(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
+                      const float* const* brows, float beta, float* c, std::size_t ldc) {
     if (m == 0 || n == 0) {
         return;
     }
@@ -146,33 +136,94 @@ inline void sgemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha,
         }
         return;
     }
-    const std::size_t full = n - n % gemm_nr;
-    for (std::size_t j0 = 0; j0 < full; j0 += gemm_nr) {
-        for (std::size_t i0 = 0; i0 < m; i0 += gemm_mr) {
-            const std::size_t r = std::min(gemm_mr, m - i0);
-            micro_rows(r, k, alpha, a + i0 * lda, lda, rows, j0, beta, c + i0 * ldc + j0, ldc,
-                       std::make_index_sequence<gemm_mr>{});
+    thread_local std::vector<const float*> ablock;
+    ablock.resize(m);
+    // Columns in panels of two vectors, then one vector; k in blocks of
+    // gemm_kc so that a B panel stays in L1 while every row block of A
+    // passes over it.
+    const std::size_t full2 = n - n % gemm_nr;
+    const std::size_t full1 = n - n % vw;
+    for (std::size_t k0 = 0; k0 < k; k0 += gemm_kc) {
+        const std::size_t kc = std::min(gemm_kc, k - k0);
+        const float b_scale = k0 == 0 ? beta : 1.0f;
+        for (std::size_t i = 0; i < m; ++i) {
+            ablock[i] = arows[i] + k0;
+        }
+        for (std::size_t j0 = 0; j0 < full2; j0 += gemm_nr) {
+            panel<2>(m, kc, alpha, ablock.data(), brows + k0, j0, b_scale, c, ldc);
+        }
+        for (std::size_t j0 = full2; j0 < full1; j0 += vw) {
+            panel<1>(m, kc, alpha, ablock.data(), brows + k0, j0, b_scale, c, ldc);
         }
     }
-    if (full < n) {
+    if (full1 < n) {
+        // the last n % W columns through a zero-padded copy of B and C
+        const std::size_t nr = n - full1;
         thread_local std::vector<float> bt, ct;
         thread_local std::vector<const float*> btrows;
-        bt.resize(k * gemm_nr);
+        bt.resize(k * vw);
         btrows.resize(k);
-        ct.resize(gemm_mr * gemm_nr);
-        tail_columns(m, n - full, k, alpha, a, lda, rows, full, beta, c, ldc, bt.data(), btrows.data(), ct.data());
+        ct.resize(m * vw);
+        for (std::size_t p = 0; p < k; ++p) {
+            std::memcpy(bt.data() + p * vw, brows[p] + full1, nr * sizeof(float));
+            std::memset(bt.data() + p * vw + nr, 0, (vw - nr) * sizeof(float));
+            btrows[p] = bt.data() + p * vw;
+        }
+        for (std::size_t i = 0; i < m; ++i) {
+            if (beta != 0.0f) {
+                std::memcpy(ct.data() + i * vw, c + i * ldc + full1, nr * sizeof(float));
+            }
+        }
+        for (std::size_t k0 = 0; k0 < k; k0 += gemm_kc) {
+            const std::size_t kc = std::min(gemm_kc, k - k0);
+            for (std::size_t i = 0; i < m; ++i) {
+                ablock[i] = arows[i] + k0;
+            }
+            panel<1>(m, kc, alpha, ablock.data(), btrows.data() + k0, 0, k0 == 0 ? beta : 1.0f, ct.data(), vw);
+        }
+        for (std::size_t i = 0; i < m; ++i) {
+            std::memcpy(c + i * ldc + full1, ct.data() + i * vw, nr * sizeof(float));
+        }
     }
+}
+
+inline void row_table(const float* base, std::size_t rows, std::size_t ld, std::vector<const float*>& out) {
+    out.resize(rows);
+    for (std::size_t i = 0; i < rows; ++i) {
+        out[i] = base + i * ld;
+    }
+}
+
+} // namespace detail
+
+/// frugal's own kernel with B given by its rows: C[m x n] = alpha * A * B + beta * C,
+/// where row p of B (n floats) starts at rows[p]. This is how a convolution
+/// reads its input in place ("implicit im2col"): each row is the image
+/// shifted by one kernel tap. beta == 0: C is not read.
+inline void sgemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
+                       const float* const* rows, float beta, float* c, std::size_t ldc) {
+    thread_local std::vector<const float*> arows;
+    detail::row_table(a, m, lda, arows);
+    detail::gemm_core(m, n, k, alpha, arows.data(), rows, beta, c, ldc);
+}
+
+/// As sgemm_rows with A given by its rows (row i of A, k floats, at arows[i])
+/// and B stored row-major: the weight gradient of a convolution, whose A
+/// rows are the shifted input images.
+inline void sgemm_arows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
+                        const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+    thread_local std::vector<const float*> brows;
+    detail::row_table(b, k, ldb, brows);
+    detail::gemm_core(m, n, k, alpha, arows, brows.data(), beta, c, ldc);
 }
 
 /// frugal's own kernel: C = alpha * A * B + beta * C (beta == 0: C is not read).
 inline void sgemm_simd(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
                        const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-    thread_local std::vector<const float*> rows;
-    rows.resize(k);
-    for (std::size_t p = 0; p < k; ++p) {
-        rows[p] = b + p * ldb;
-    }
-    sgemm_rows(m, n, k, alpha, a, lda, rows.data(), beta, c, ldc);
+    thread_local std::vector<const float*> arows, brows;
+    detail::row_table(a, m, lda, arows);
+    detail::row_table(b, k, ldb, brows);
+    detail::gemm_core(m, n, k, alpha, arows.data(), brows.data(), beta, c, ldc);
 }
 
 /// True when OpenBLAS is linked.
@@ -193,11 +244,11 @@ inline void sgemm(std::size_t m, std::size_t n, std::size_t k, float alpha, cons
     sgemm_simd(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/// C = alpha * A * B^T + beta * C, with B given as n rows of k floats, row j
-/// starting at brows[j]: every entry is a dot product of a row of A and a row of
+/// C = alpha * A * B^T + beta * C, with A given as m rows of k floats (row i
+/// at arows[i]) and B as n rows of k floats (row j at brows[j]): every entry is a dot product of a row of A and a row of
 /// B, computed in register tiles of 4 x 4 with vector accumulators along k.
 /// Built for long k (weight gradients of convolutions: k = output pixels).
-inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
+inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
                           const float* const* brows, float beta, float* c, std::size_t ldc) noexcept {
     using detail::fbatch;
     using detail::vw;
@@ -216,12 +267,12 @@ inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alp
                 for (auto& v : acc) {
                     v = fbatch(0.0f);
                 }
-                const float* a0 = a + i0 * lda;
+                const float* const* a0 = arows + i0;
                 const float* const* b0 = brows + j0;
                 for (std::size_t p = 0; p < kv; p += vw) {
                     std::array<fbatch, tm> av;
                     for (std::size_t r = 0; r < tm; ++r) {
-                        av[r] = fbatch::load_unaligned(a0 + r * lda + p);
+                        av[r] = fbatch::load_unaligned(a0[r] + p);
                     }
                     for (std::size_t q = 0; q < tn; ++q) {
                         const fbatch bv = fbatch::load_unaligned(b0[q] + p);
@@ -234,7 +285,7 @@ inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alp
                     for (std::size_t q = 0; q < tn; ++q) {
                         float dot = xsimd::hadd(acc[r * tn + q]);
                         for (std::size_t p = kv; p < k; ++p) {
-                            dot += a0[r * lda + p] * b0[q][p];
+                            dot += a0[r][p] * b0[q][p];
                         }
                         finish(i0 + r, j0 + q, dot);
                     }
@@ -242,7 +293,7 @@ inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alp
             } else {
                 for (std::size_t r = 0; r < mi; ++r) {
                     for (std::size_t q = 0; q < nj; ++q) {
-                        const float* ar = a + (i0 + r) * lda;
+                        const float* ar = arows[i0 + r];
                         const float* bq = brows[j0 + q];
                         fbatch acc(0.0f);
                         for (std::size_t p = 0; p < kv; p += vw) {
@@ -260,15 +311,13 @@ inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alp
     }
 }
 
-/// sgemm_nt_rows with B stored row-major (row j at b + j * ldb).
+/// sgemm_nt_rows with A and B stored row-major (row j of B at b + j * ldb).
 inline void sgemm_nt(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
                      const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-    thread_local std::vector<const float*> rows;
-    rows.resize(n);
-    for (std::size_t j = 0; j < n; ++j) {
-        rows[j] = b + j * ldb;
-    }
-    sgemm_nt_rows(m, n, k, alpha, a, lda, rows.data(), beta, c, ldc);
+    thread_local std::vector<const float*> arows, brows;
+    detail::row_table(a, m, lda, arows);
+    detail::row_table(b, n, ldb, brows);
+    sgemm_nt_rows(m, n, k, alpha, arows.data(), brows.data(), beta, c, ldc);
 }
 
 /// out[j * ldo + i] = in[i * ldi + j] for an m x n matrix `in`.

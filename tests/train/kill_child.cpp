@@ -1,0 +1,15 @@
+// Child process of the "killed and resumed" trainer test: trains the tiny
+// run into the folder given as argv[1] until it is killed.
+#include <cstdio>
+#include <cstdlib>
+
+#include "train/tiny_run.hpp"
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: kill_child <out dir> <epochs>\n");
+        return 2;
+    }
+    tiny::run(argv[1], static_cast<std::uint64_t>(std::atoi(argv[2])));
+    return 0;
+}

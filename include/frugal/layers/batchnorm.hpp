@@ -11,6 +11,7 @@
 /// statistics. The scale (gamma) and shift (beta) are exposed for network
 /// slimming, which reads and penalizes gamma.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <utility>

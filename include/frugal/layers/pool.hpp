@@ -5,6 +5,7 @@
 /// Pooling: max_pool and avg_pool (square window, stride, no padding) and
 /// global_avg_pool (mean over H x W, output N x C x 1 x 1).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>

@@ -12,6 +12,7 @@
 /// value is stored as `clamp(round(x / step), -(2^(M-1) - 1), 2^(M-1) - 1)`.
 /// An all-zero block has exponent 0 and zero mantissas.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

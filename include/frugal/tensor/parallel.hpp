@@ -7,6 +7,7 @@
 /// OpenMP when the build has it, and keeps any BLAS single-threaded so that
 /// the two never compete for the cores.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 

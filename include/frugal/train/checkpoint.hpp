@@ -9,6 +9,7 @@
 ///
 /// Layout: "FRUGALCK" | u32 version | u64 payload bytes | u32 crc32(payload) | payload.
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>

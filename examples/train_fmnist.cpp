@@ -4,9 +4,18 @@
 //   train_fmnist --model resnet20 --epochs 15 --out runs/resnet20
 //   train_fmnist --model lenet5 --epochs 10 --lr 0.05
 //   train_fmnist --help
+//
+// With --out, the folder also receives the run's report (run.json,
+// epochs.csv, layers.csv, curves.svg, layer-energy.svg) for frugal-report.
 
 #include <cstdio>
+#include <iostream>
+#include <map>
 #include <string>
+#include <vector>
+
+#include <frugal/cost/energy.hpp>
+#include <frugal/cost/report.hpp>
 
 #include <frugal/data/batch.hpp>
 #include <frugal/data/fashion_mnist.hpp>
@@ -23,9 +32,13 @@
 namespace {
 
 struct recipe {
+    std::string model;
     std::size_t epochs, batch;
     double lr, weight_decay;
     std::string schedule;
+    std::string out;
+    frugal::energy_table table = frugal::energy_table::horowitz_45nm();
+    std::string baseline; ///< a run folder to compare against, or empty
 };
 
 template <class Model>
@@ -43,6 +56,23 @@ int train(Model& net, const recipe& r, frugal::batch_loader& train_data, frugal:
     const auto& last = result.history.back();
     std::printf("final test accuracy %.2f%% after %llu epochs (%.1f s of training in this run)\n",
                 100.0 * last.test_accuracy, static_cast<unsigned long long>(last.epoch), result.seconds);
+    const std::map<std::string, std::string> settings{{"epochs", std::to_string(r.epochs)},
+                                                      {"batch", std::to_string(r.batch)},
+                                                      {"lr", std::to_string(r.lr)},
+                                                      {"weight_decay", std::to_string(r.weight_decay)},
+                                                      {"schedule", r.schedule}};
+    const frugal::run_report report = frugal::make_report("fp32", r.model, result.history, result.meter, settings);
+    std::vector<frugal::run_report> runs;
+    if (!r.baseline.empty()) {
+        runs.push_back(frugal::read_run(r.baseline));
+    }
+    runs.push_back(report);
+    std::printf("\n");
+    frugal::print_comparison(std::cout, runs, 0, r.table);
+    if (!r.out.empty()) {
+        frugal::write_run(r.out, report, r.table);
+        std::printf("report: %s/{run.json, epochs.csv, layers.csv, curves.svg, layer-energy.svg}\n", r.out.c_str());
+    }
     return 0;
 }
 
@@ -52,6 +82,7 @@ int main(int argc, char** argv) try {
     cli::args a(argc, argv, "train_fmnist", "train a frugal zoo model on Fashion-MNIST (FP32)");
     const std::string model = a.str("model", "lenet5", "lenet5, resnet20/38/56/74/110 or vgg16");
     recipe r;
+    r.model = model;
     r.epochs = static_cast<std::size_t>(a.integer("epochs", 3, "training epochs"));
     const bool small = model == "lenet5";
     r.batch = static_cast<std::size_t>(a.integer("batch", small ? 16 : 128, "mini-batch size"));
@@ -60,12 +91,22 @@ int main(int argc, char** argv) try {
     r.schedule = a.str("schedule", "cosine", "cosine or step (x0.1 at 50% and 75%)");
     const long crop = a.integer("crop", small ? 0 : 2, "random-crop padding in pixels (0: no crop)");
     const bool flip = a.flag("flip", true, "random horizontal flip");
-    const std::string out = a.str("out", "", "output folder for metrics.csv and checkpoint.bin (resumes if present)");
+    const std::string out =
+        a.str("out", "", "output folder for metrics.csv, checkpoint.bin and the run report (resumes if present)");
+    const std::string table = a.str("energy-table", "", "energy table JSON (default: 45 nm, docs/energy-model.md)");
+    r.baseline = a.str("baseline", "", "a run folder to compare this run against in the final table");
     const long seed = a.integer("seed", 1, "seed of initialisation, shuffling and augmentation");
     const long threads = a.integer("threads", 0, "threads (0: every core)");
     const long subset = a.integer("subset", 0, "train on this many images only (0: all 60000)");
     const std::string data = a.str("data", frugal::default_fashion_mnist_dir().string(), "Fashion-MNIST folder");
     a.finish();
+    r.out = out;
+    if (!table.empty()) {
+        r.table = frugal::energy_table::load_json(table);
+    }
+    if (!r.baseline.empty()) {
+        (void)frugal::read_run(r.baseline); // a bad baseline fails now, not after training
+    }
     if (threads > 0) {
         frugal::set_num_threads(static_cast<int>(threads));
     }

@@ -25,7 +25,8 @@ public:
                 continue;
             }
             if (a.rfind("--", 0) != 0) {
-                fail("unexpected argument '" + a + "' (options are --name value)");
+                positional_.push_back(a);
+                continue;
             }
             a = a.substr(2);
             const auto eq = a.find('=');
@@ -37,6 +38,14 @@ public:
                 fail("option --" + a + " needs a value");
             }
         }
+    }
+
+    /// The arguments that are not options (folders, files); without this
+    /// call, finish() rejects them.
+    const std::vector<std::string>& positionals(const std::string& what, const std::string& help) {
+        positional_help_ = what + ": " + help;
+        accepts_positionals_ = true;
+        return positional_;
     }
 
     std::string str(const std::string& name, const std::string& def, const std::string& help) {
@@ -82,7 +91,13 @@ public:
             for (const auto& d : declared_) {
                 std::printf("  --%-14s %s (default: %s)\n", d.name.c_str(), d.help.c_str(), d.def.c_str());
             }
+            if (accepts_positionals_) {
+                std::printf("  %s\n", positional_help_.c_str());
+            }
             std::exit(0);
+        }
+        if (!accepts_positionals_ && !positional_.empty()) {
+            fail("unexpected argument '" + positional_.front() + "' (options are --name value)");
         }
         for (const auto& [k, v] : given_) {
             bool known = false;
@@ -111,6 +126,9 @@ private:
     std::string program_, about_;
     std::map<std::string, std::string> given_;
     std::vector<decl> declared_;
+    std::vector<std::string> positional_;
+    std::string positional_help_;
+    bool accepts_positionals_ = false;
     bool help_ = false;
 };
 

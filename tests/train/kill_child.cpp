@@ -6,10 +6,11 @@
 #include "train/tiny_run.hpp"
 
 int main(int argc, char** argv) {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: kill_child <out dir> <epochs>\n");
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: kill_child <out dir> <epochs> <images>\n");
         return 2;
     }
-    tiny::run(argv[1], static_cast<std::uint64_t>(std::atoi(argv[2])));
+    tiny::run(argv[1], static_cast<std::uint64_t>(std::atoi(argv[2])), 0,
+              static_cast<std::size_t>(std::atoll(argv[3])));
     return 0;
 }

@@ -5,6 +5,7 @@
 // child process they kill: LeNet-5 on a fixed Fashion-MNIST subset.
 
 #include <filesystem>
+#include <map>
 #include <vector>
 
 #include <frugal/data/batch.hpp>
@@ -22,7 +23,12 @@ struct run_result {
 
 inline run_result run(const std::filesystem::path& out, std::uint64_t epochs, std::uint64_t stop_after = 0,
                       std::size_t images = 4096, float lr = 0.02f) {
-    static const auto train = frugal::subset(frugal::load_fashion_mnist(frugal::data_split::train), images, 3);
+    static std::map<std::size_t, frugal::image_dataset> subsets; // one per size, loaded once
+    auto it = subsets.find(images);
+    if (it == subsets.end()) {
+        it = subsets.emplace(images, frugal::subset(frugal::load_fashion_mnist(frugal::data_split::train), images, 3)).first;
+    }
+    const frugal::image_dataset& train = it->second;
     frugal::batch_options bo;
     bo.batch_size = 64;
     bo.seed = 9;

@@ -72,7 +72,8 @@ TEST_CASE("a run killed by SIGKILL resumes to the same weights") {
     std::string child = FRUGAL_TEST_KILL_CHILD;
     std::string out = b.path.string();
     std::string epochs = "4";
-    char* args[] = {child.data(), out.data(), epochs.data(), nullptr};
+    std::string images = "8192"; // the same run as `whole`
+    char* args[] = {child.data(), out.data(), epochs.data(), images.data(), nullptr};
     pid_t pid = 0;
     REQUIRE(posix_spawn(&pid, child.c_str(), nullptr, nullptr, args, environ) == 0);
     // wait for the first checkpoint, then kill the child in the middle of a later epoch

@@ -16,10 +16,12 @@
 /// records nothing and costs nothing.
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -95,9 +97,26 @@ struct op_key {
     }
 };
 
+/// counts - before, entry by entry (what an interval added).
+[[nodiscard]] inline std::map<op_key, std::uint64_t> difference(const std::map<op_key, std::uint64_t>& counts,
+                                                                const std::map<op_key, std::uint64_t>& before) {
+    std::map<op_key, std::uint64_t> d;
+    for (const auto& [k, v] : counts) {
+        const auto it = before.find(k);
+        const std::uint64_t b = it == before.end() ? 0 : it->second;
+        if (v > b) {
+            d[k] = v - b;
+        }
+    }
+    return d;
+}
+
+/// Operation counts by kind and format.
+using op_counts = std::map<op_key, std::uint64_t>;
+
 /// Counts of one layer in one phase.
 struct phase_costs {
-    std::map<op_key, std::uint64_t> ops;
+    op_counts ops;
     std::uint64_t bytes_read = 0;
     std::uint64_t bytes_written = 0;
     double seconds = 0.0;
@@ -134,6 +153,36 @@ struct layer_costs {
 class cost_meter {
 public:
     using layer_id = std::uint32_t;
+
+    cost_meter() = default;
+    // A copy or an assignment is a different meter for the layers' cached ids
+    // (meter_slot): it gets a serial of its own.
+    cost_meter(const cost_meter& o) : layers_(o.layers_), index_(o.index_) {}
+    cost_meter(cost_meter&& o) noexcept : layers_(std::move(o.layers_)), index_(std::move(o.index_)) {
+        o.serial_ = next_serial();
+    }
+    cost_meter& operator=(const cost_meter& o) {
+        if (this != &o) {
+            layers_ = o.layers_;
+            index_ = o.index_;
+            serial_ = next_serial();
+        }
+        return *this;
+    }
+    cost_meter& operator=(cost_meter&& o) noexcept {
+        if (this != &o) {
+            layers_ = std::move(o.layers_);
+            index_ = std::move(o.index_);
+            serial_ = next_serial();
+            o.serial_ = next_serial();
+        }
+        return *this;
+    }
+    ~cost_meter() = default;
+
+    /// Identifies this meter among all meters alive or gone: two meters never
+    /// share a serial, even when one is built where another was destroyed.
+    [[nodiscard]] std::uint64_t serial() const noexcept { return serial_; }
 
     /// The id of the layer called `name`, added on first use. Names are the
     /// layers' dotted paths in the model ("stage2.block1.conv1").
@@ -182,6 +231,29 @@ public:
         return t;
     }
 
+    /// All operations of every layer and phase.
+    [[nodiscard]] op_counts all_ops() const {
+        op_counts all;
+        for (const auto& l : layers_) {
+            for (const auto& p : l.phases) {
+                for (const auto& [k, v] : p.ops) {
+                    all[k] += v;
+                }
+            }
+        }
+        return all;
+    }
+    /// Bytes read and written by every layer and phase.
+    [[nodiscard]] std::uint64_t all_bytes() const {
+        std::uint64_t b = 0;
+        for (const auto& l : layers_) {
+            for (const auto& p : l.phases) {
+                b += p.bytes_read + p.bytes_written;
+            }
+        }
+        return b;
+    }
+
     /// Adds another meter's counts (by layer name).
     void merge(const cost_meter& o) {
         for (const auto& l : o.layers_) {
@@ -200,10 +272,22 @@ public:
     }
 
 private:
-    phase_costs& at(layer_id l, phase p) { return layers_[l].phases[static_cast<std::size_t>(p)]; }
+    phase_costs& at(layer_id l, phase p) {
+        if (l >= layers_.size()) {
+            throw std::out_of_range("frugal::cost_meter: layer id " + std::to_string(l) + " is not registered (" +
+                                    std::to_string(layers_.size()) + " layers)");
+        }
+        return layers_[l].phases[static_cast<std::size_t>(p)];
+    }
+
+    static std::uint64_t next_serial() noexcept {
+        static std::atomic<std::uint64_t> counter{0};
+        return ++counter;
+    }
 
     std::vector<layer_costs> layers_;
     std::unordered_map<std::string, layer_id> index_;
+    std::uint64_t serial_ = next_serial();
 };
 
 /// A layer's handle on the meter of the current step: resolves its name once
@@ -216,14 +300,16 @@ public:
     void rename(std::string name) {
         name_ = std::move(name);
         meter_ = nullptr;
+        serial_ = 0;
     }
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
 
     /// The id under `m`, or nullopt-like false when m is null.
     [[nodiscard]] cost_meter* bind(cost_meter* m) {
-        if (m != nullptr && m != meter_) {
+        if (m != nullptr && (m != meter_ || m->serial() != serial_)) {
             id_ = m->layer(name_);
             meter_ = m;
+            serial_ = m->serial();
         }
         return m;
     }
@@ -232,6 +318,7 @@ public:
 private:
     std::string name_ = "layer";
     cost_meter* meter_ = nullptr;
+    std::uint64_t serial_ = 0;
     cost_meter::layer_id id_ = 0;
 };
 

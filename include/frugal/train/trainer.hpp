@@ -14,8 +14,10 @@
 /// A non-finite loss stops the run with frugal::divergence_error; the last
 /// good checkpoint stays on disk.
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -57,6 +59,8 @@ struct epoch_record {
     double train_seconds = 0.0;       ///< wall time of the training steps
     double eval_seconds = 0.0;
     double macs = 0.0;                ///< multiply-accumulates executed in training this epoch (all formats)
+    op_counts ops;                    ///< every operation training executed this epoch, by kind and format
+    std::uint64_t bytes = 0;          ///< bytes the training kernels read and wrote this epoch
 };
 
 /// How fit runs.
@@ -112,7 +116,7 @@ std::pair<double, double> evaluate(Model& model, batch_loader& loader, std::uint
 namespace detail {
 
 inline void save_history(archive_writer& a, const std::vector<epoch_record>& h) {
-    a.tag("history/1");
+    a.tag("history/2");
     a.u64(h.size());
     for (const auto& r : h) {
         a.u64(r.epoch);
@@ -123,11 +127,19 @@ inline void save_history(archive_writer& a, const std::vector<epoch_record>& h) 
                          r.eval_seconds, r.macs}) {
             a.f64(v);
         }
+        a.u64(r.bytes);
+        a.u64(r.ops.size());
+        for (const auto& [k, n] : r.ops) {
+            a.u32(static_cast<std::uint32_t>(k.kind) | (std::uint32_t{k.a.bits} << 8) |
+                  (std::uint32_t{k.a.floating} << 16) | (std::uint32_t{k.b.bits} << 17) |
+                  (std::uint32_t{k.b.floating} << 25));
+            a.u64(n);
+        }
     }
 }
 
 inline std::vector<epoch_record> load_history(archive_reader& a) {
-    a.expect("history/1");
+    a.expect("history/2");
     const std::uint64_t n = a.u64();
     if (n > 1000000) {
         a.fail(a.offset(), "implausible history length (corrupt checkpoint)");
@@ -141,6 +153,21 @@ inline std::vector<epoch_record> load_history(archive_reader& a) {
         for (double* v : {&r.train_loss, &r.train_accuracy, &r.test_loss, &r.test_accuracy, &r.lr, &r.train_seconds,
                           &r.eval_seconds, &r.macs}) {
             *v = a.f64();
+        }
+        r.bytes = a.u64();
+        const std::uint64_t kinds = a.u64();
+        if (kinds > 4096) {
+            a.fail(a.offset(), "implausible operation count table (corrupt checkpoint)");
+        }
+        for (std::uint64_t i = 0; i < kinds; ++i) {
+            const std::uint32_t code = a.u32();
+            const op_key k{static_cast<op_kind>(code & 0xff),
+                           {static_cast<std::uint8_t>((code >> 8) & 0xff), ((code >> 16) & 1) != 0},
+                           {static_cast<std::uint8_t>((code >> 17) & 0xff), ((code >> 25) & 1) != 0}};
+            if (static_cast<std::size_t>(k.kind) >= op_kind_count) {
+                a.fail(a.offset() - 4, "unknown operation kind (corrupt checkpoint)");
+            }
+            r.ops[k] = a.u64();
         }
     }
     return h;
@@ -169,14 +196,6 @@ inline void write_metrics_csv(const std::filesystem::path& file, const std::vect
         }
     }
     std::filesystem::rename(tmp, file);
-}
-
-inline double total_macs(const cost_meter& m) {
-    double s = 0.0;
-    for (const auto& p : m.totals()) {
-        s += static_cast<double>(p.count(op_kind::mac));
-    }
-    return s;
 }
 
 template <class Model>
@@ -251,7 +270,8 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
         epoch_record rec;
         rec.epoch = epoch;
         rec.nominal = per_epoch;
-        const double macs_before = detail::total_macs(result.meter);
+        const op_counts ops_before = result.meter.all_ops();
+        const std::uint64_t bytes_before = result.meter.all_bytes();
         bar.start(detail::concat(o.label, ' ', epoch, '/', o.epochs), per_epoch);
         const auto t0 = std::chrono::steady_clock::now();
         double loss_sum = 0.0;
@@ -260,6 +280,15 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
             const float lr = o.schedule(step);
             rec.lr = lr;
             if (!sampler.take(epoch, i)) {
+                if constexpr (requires { { sampler.step_when_dropped() } -> std::convertible_to<bool>; }) {
+                    if (sampler.step_when_dropped()) { // SMD as its authors ran it: a step with zero gradients
+                        for (const auto& p : opt.parameters()) {
+                            std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+                        }
+                        ctx.step = step;
+                        opt.step(ctx, lr);
+                    }
+                }
                 bar.update(i + 1, seen ? static_cast<float>(loss_sum / static_cast<double>(rec.executed)) : 0.0f,
                            seen ? static_cast<float>(correct) / static_cast<float>(seen) : 0.0f);
                 continue;
@@ -290,7 +319,11 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
         rec.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         rec.train_loss = rec.executed ? loss_sum / static_cast<double>(rec.executed) : 0.0;
         rec.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-        rec.macs = detail::total_macs(result.meter) - macs_before;
+        rec.ops = difference(result.meter.all_ops(), ops_before);
+        rec.bytes = result.meter.all_bytes() - bytes_before;
+        for (const auto& [k, v] : rec.ops) {
+            rec.macs += k.kind == op_kind::mac ? static_cast<double>(v) : 0.0;
+        }
         if (!detail::parameters_finite(model)) {
             throw divergence_error(detail::concat("frugal::fit: a parameter became NaN or infinite in epoch ", epoch,
                                                   "; training stopped",

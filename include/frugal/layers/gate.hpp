@@ -1,0 +1,360 @@
+#ifndef FRUGAL_LAYERS_GATE_HPP
+#define FRUGAL_LAYERS_GATE_HPP
+
+/// @file
+/// frugal::recurrent_gate: the gate network of E2-Train's selective layer
+/// update (SPEC §1.2(b), SkipNet-style, one LSTM shared by all blocks).
+///
+/// For the gate of block i, the block's input h (the output of block i - 1)
+/// is average-pooled over its pixels and mapped by a per-block 1x1
+/// convolution C -> 10 (`recurrent_gate::unit`); the 10 features are one time
+/// step of a shared LSTM (hidden size 10) whose state is zeroed at the start
+/// of every forward pass (`begin`); a shared linear 10 -> 1 and a sigmoid give
+/// the execution probability p of each sample.
+///
+/// Backward runs the steps in reverse order (back-propagation through time):
+/// `begin_backward`, then `step_backward(dp)` once per step, last step
+/// first; each returns the gradient of that step's input features, which the
+/// caller passes to the unit that produced them (`unit::backward`, which
+/// adds the gradient of the pooled input to a tensor). Parameter gradients
+/// are overwritten by the first backward step and accumulated over the
+/// steps, so after a whole backward they are the gradient of the pass.
+///
+/// Initialisation follows PyTorch's defaults (uniform in +-1/sqrt(fan in))
+/// except the bias of the final linear layer, `initial_bias` (2 by default,
+/// p ~ 0.88): **[decision]** a new network executes most blocks and the
+/// regularizer brings the rate down to its target.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "frugal/layers/layer.hpp"
+
+namespace frugal {
+
+class recurrent_gate {
+public:
+    static constexpr std::size_t features = 10; ///< unit outputs = LSTM input size
+    static constexpr std::size_t hidden = 10;   ///< LSTM hidden size
+    static constexpr std::size_t gates = 4 * hidden;
+
+    /// The per-block part: global average pool, then a 1x1 convolution C -> 10 with bias.
+    class unit {
+    public:
+        explicit unit(std::size_t channels = 1)
+            : c_(channels), w_(features * channels, 0.0f), b_(features, 0.0f), dw_(w_.size(), 0.0f),
+              db_(features, 0.0f) {}
+
+        [[nodiscard]] std::size_t channels() const noexcept { return c_; }
+        [[nodiscard]] std::vector<float>& weight() noexcept { return w_; }
+        [[nodiscard]] std::vector<float>& bias() noexcept { return b_; }
+
+        void set_name(const std::string& name) {
+            name_ = name;
+            slot_.rename(name);
+        }
+        void reset_parameters(rng& g) {
+            uniform_fill(w_, 1.0f / std::sqrt(static_cast<float>(c_)), g);
+            uniform_fill(b_, 1.0f / std::sqrt(static_cast<float>(c_)), g);
+        }
+
+        /// Features [n x 10] of a batch h [n x C x H x W].
+        const std::vector<float>& forward(context& ctx, const tensor4& h) {
+            const shape4 s = shape_of(h);
+            if (s.c != c_) {
+                throw shape_error(detail::concat(name_, ": gate unit for ", c_, " channels got an input of shape ",
+                                                 to_string(s)));
+            }
+            shape_ = s;
+            const std::size_t hw = s.h * s.w;
+            pooled_.assign(s.n * c_, 0.0f);
+            out_.assign(s.n * features, 0.0f);
+            const float inv = hw ? 1.0f / static_cast<float>(hw) : 0.0f;
+            for (std::size_t n = 0; n < s.n; ++n) {
+                for (std::size_t c = 0; c < c_; ++c) {
+                    const float* p = h.data() + (n * c_ + c) * hw;
+                    float acc = 0.0f;
+                    for (std::size_t i = 0; i < hw; ++i) {
+                        acc += p[i];
+                    }
+                    pooled_[n * c_ + c] = acc * inv;
+                }
+                for (std::size_t f = 0; f < features; ++f) {
+                    float acc = b_[f];
+                    for (std::size_t c = 0; c < c_; ++c) {
+                        acc += w_[f * c_ + c] * pooled_[n * c_ + c];
+                    }
+                    out_[n * features + f] = acc;
+                }
+            }
+            if (cost_meter* m = slot_.bind(ctx.meter)) {
+                m->unary(slot_.id(), phase::forward, op_kind::add, fp32, s.size() + s.n * features);
+                m->mac(slot_.id(), phase::forward, fp32, fp32, s.n * (c_ + features * c_));
+            }
+            return out_;
+        }
+
+        /// Gradients for d = dL/d(features) [n x 10]: overwrites the unit's
+        /// parameter gradients and, when dh is not null, adds dL/dh to *dh
+        /// (same shape as the last forward's input).
+        void backward(context& ctx, const float* d, tensor4* dh) {
+            std::fill(dw_.begin(), dw_.end(), 0.0f);
+            std::fill(db_.begin(), db_.end(), 0.0f);
+            const std::size_t hw = shape_.h * shape_.w;
+            const float inv = hw ? 1.0f / static_cast<float>(hw) : 0.0f;
+            dpooled_.assign(c_, 0.0f);
+            for (std::size_t n = 0; n < shape_.n; ++n) {
+                const float* dn = d + n * features;
+                std::fill(dpooled_.begin(), dpooled_.end(), 0.0f);
+                for (std::size_t f = 0; f < features; ++f) {
+                    db_[f] += dn[f];
+                    for (std::size_t c = 0; c < c_; ++c) {
+                        dw_[f * c_ + c] += dn[f] * pooled_[n * c_ + c];
+                        dpooled_[c] += dn[f] * w_[f * c_ + c];
+                    }
+                }
+                if (dh != nullptr) {
+                    for (std::size_t c = 0; c < c_; ++c) {
+                        const float v = dpooled_[c] * inv;
+                        float* p = dh->data() + (n * c_ + c) * hw;
+                        for (std::size_t i = 0; i < hw; ++i) {
+                            p[i] += v;
+                        }
+                    }
+                }
+            }
+            if (cost_meter* m = slot_.bind(ctx.meter)) {
+                m->mac(slot_.id(), phase::weight_gradient, fp32, fp32, shape_.n * features * (c_ + 1));
+                if (dh != nullptr) {
+                    m->mac(slot_.id(), phase::backward_input, fp32, fp32, shape_.n * features * c_);
+                    m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, shape_.size());
+                }
+            }
+        }
+
+        void collect_parameters(std::vector<parameter>& ps) {
+            ps.push_back(parameter{name_ + ".weight", std::span<float>(w_), std::span<float>(dw_), param_role::weight,
+                                   true});
+            ps.push_back(parameter{name_ + ".bias", std::span<float>(b_), std::span<float>(db_), param_role::bias,
+                                   true});
+        }
+        void save(archive_writer& a) const {
+            a.tag("gate_unit/1");
+            a.u64(c_);
+            a.floats(w_);
+            a.floats(b_);
+        }
+        void load(archive_reader& a) {
+            a.expect("gate_unit/1");
+            const std::size_t at = a.offset();
+            const std::uint64_t c = a.u64();
+            if (c != c_) {
+                a.fail(at, detail::concat(name_, ": the checkpoint holds a gate unit for ", c,
+                                          " channels, the model's has ", c_));
+            }
+            a.floats(w_, name_ + ".weight");
+            a.floats(b_, name_ + ".bias");
+        }
+
+    private:
+        std::size_t c_;
+        std::vector<float> w_, b_, dw_, db_;
+        std::vector<float> pooled_, out_, dpooled_;
+        shape4 shape_{};
+        std::string name_ = "gate_unit";
+        meter_slot slot_{"gate_unit"};
+    };
+
+    explicit recurrent_gate(float initial_bias = 2.0f)
+        : initial_bias_(initial_bias), wx_(gates * features, 0.0f), wh_(gates * hidden, 0.0f), b_(gates, 0.0f),
+          wl_(hidden, 0.0f), bl_(1, initial_bias), dwx_(wx_.size(), 0.0f), dwh_(wh_.size(), 0.0f),
+          db_(gates, 0.0f), dwl_(hidden, 0.0f), dbl_(1, 0.0f) {}
+
+    [[nodiscard]] unit make_unit(std::size_t channels) const { return unit(channels); }
+
+    void set_name(const std::string& name) {
+        name_ = name;
+        slot_.rename(name);
+    }
+    void reset_parameters(rng& g) {
+        const float k = 1.0f / std::sqrt(static_cast<float>(hidden));
+        uniform_fill(wx_, k, g);
+        uniform_fill(wh_, k, g);
+        uniform_fill(b_, k, g);
+        uniform_fill(wl_, k, g);
+        bl_[0] = initial_bias_;
+    }
+
+    /// Starts a forward pass over a batch of n samples: zero state, no steps.
+    void begin(std::size_t n) {
+        n_ = n;
+        steps_ = 0;
+        back_ = 0;
+    }
+    [[nodiscard]] std::size_t steps() const noexcept { return steps_; }
+
+    /// One time step on features x [n x 10]; returns p [n].
+    const std::vector<float>& step(context& ctx, const std::vector<float>& x) {
+        if (x.size() != n_ * features) {
+            throw shape_error(detail::concat(name_, ": gate step expects ", n_, " x ", features, " features, got ",
+                                             x.size(), " values"));
+        }
+        if (tape_.size() <= steps_) {
+            tape_.resize(steps_ + 1);
+        }
+        record& r = tape_[steps_];
+        const std::vector<float>* hp = steps_ ? &tape_[steps_ - 1].h : nullptr;
+        const std::vector<float>* cp = steps_ ? &tape_[steps_ - 1].c : nullptr;
+        r.x = x;
+        r.act.assign(n_ * gates, 0.0f);
+        r.c.assign(n_ * hidden, 0.0f);
+        r.h.assign(n_ * hidden, 0.0f);
+        r.p.assign(n_, 0.0f);
+        for (std::size_t n = 0; n < n_; ++n) {
+            float* a = r.act.data() + n * gates;
+            for (std::size_t j = 0; j < gates; ++j) {
+                float z = b_[j];
+                for (std::size_t f = 0; f < features; ++f) {
+                    z += wx_[j * features + f] * x[n * features + f];
+                }
+                if (hp != nullptr) {
+                    for (std::size_t q = 0; q < hidden; ++q) {
+                        z += wh_[j * hidden + q] * (*hp)[n * hidden + q];
+                    }
+                }
+                a[j] = (j / hidden == 2) ? std::tanh(z) : sigmoid(z); // order i, f, g, o
+            }
+            float z = bl_[0];
+            for (std::size_t q = 0; q < hidden; ++q) {
+                const float cprev = cp != nullptr ? (*cp)[n * hidden + q] : 0.0f;
+                const float c = a[hidden + q] * cprev + a[q] * a[2 * hidden + q];
+                const float h = a[3 * hidden + q] * std::tanh(c);
+                r.c[n * hidden + q] = c;
+                r.h[n * hidden + q] = h;
+                z += wl_[q] * h;
+            }
+            r.p[n] = sigmoid(z);
+        }
+        ++steps_;
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->mac(slot_.id(), phase::forward, fp32, fp32, n_ * (gates * (features + hidden) + 3 * hidden));
+        }
+        return r.p;
+    }
+
+    /// Starts back-propagation through the steps of the last forward.
+    void begin_backward() {
+        back_ = steps_;
+        dh_next_.assign(n_ * hidden, 0.0f);
+        dc_next_.assign(n_ * hidden, 0.0f);
+        for (auto* g : {&dwx_, &dwh_, &db_, &dwl_, &dbl_}) {
+            std::fill(g->begin(), g->end(), 0.0f);
+        }
+    }
+
+    /// Backward of the latest step not yet back-propagated, for dp = dL/dp
+    /// [n]; returns dL/dx of that step [n x 10].
+    const std::vector<float>& step_backward(context& ctx, const float* dp) {
+        if (back_ == 0) {
+            throw error(detail::concat(name_, ": step_backward called more often than step"));
+        }
+        const record& r = tape_[--back_];
+        const std::vector<float>* hp = back_ ? &tape_[back_ - 1].h : nullptr;
+        const std::vector<float>* cp = back_ ? &tape_[back_ - 1].c : nullptr;
+        dx_.assign(n_ * features, 0.0f);
+        std::vector<float>& da = scratch_;
+        da.assign(gates, 0.0f);
+        for (std::size_t n = 0; n < n_; ++n) {
+            const float* a = r.act.data() + n * gates;
+            const float pv = r.p[n];
+            const float dz = dp[n] * pv * (1.0f - pv);
+            dbl_[0] += dz;
+            for (std::size_t q = 0; q < hidden; ++q) {
+                const std::size_t k = n * hidden + q;
+                dwl_[q] += dz * r.h[k];
+                const float dh = dz * wl_[q] + dh_next_[k];
+                const float tc = std::tanh(r.c[k]);
+                const float i = a[q], f = a[hidden + q], g = a[2 * hidden + q], o = a[3 * hidden + q];
+                const float cprev = cp != nullptr ? (*cp)[k] : 0.0f;
+                const float dc = dh * o * (1.0f - tc * tc) + dc_next_[k];
+                da[q] = dc * g * i * (1.0f - i);
+                da[hidden + q] = dc * cprev * f * (1.0f - f);
+                da[2 * hidden + q] = dc * i * (1.0f - g * g);
+                da[3 * hidden + q] = dh * tc * o * (1.0f - o);
+                dc_next_[k] = dc * f;
+            }
+            for (std::size_t q = 0; q < hidden; ++q) {
+                dh_next_[n * hidden + q] = 0.0f;
+            }
+            for (std::size_t j = 0; j < gates; ++j) {
+                db_[j] += da[j];
+                for (std::size_t f = 0; f < features; ++f) {
+                    dwx_[j * features + f] += da[j] * r.x[n * features + f];
+                    dx_[n * features + f] += da[j] * wx_[j * features + f];
+                }
+                for (std::size_t q = 0; q < hidden; ++q) {
+                    if (hp != nullptr) {
+                        dwh_[j * hidden + q] += da[j] * (*hp)[n * hidden + q];
+                    }
+                    dh_next_[n * hidden + q] += da[j] * wh_[j * hidden + q];
+                }
+            }
+        }
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->mac(slot_.id(), phase::weight_gradient, fp32, fp32, n_ * (gates * (features + hidden) + hidden));
+            m->mac(slot_.id(), phase::backward_input, fp32, fp32, n_ * (gates * (features + hidden) + 8 * hidden));
+        }
+        return dx_;
+    }
+
+    void collect_parameters(std::vector<parameter>& ps) {
+        auto add = [&](const char* s, std::vector<float>& v, std::vector<float>& g, param_role role) {
+            ps.push_back(parameter{name_ + "." + s, std::span<float>(v), std::span<float>(g), role, true});
+        };
+        add("lstm.weight_ih", wx_, dwx_, param_role::weight);
+        add("lstm.weight_hh", wh_, dwh_, param_role::weight);
+        add("lstm.bias", b_, db_, param_role::bias);
+        add("linear.weight", wl_, dwl_, param_role::weight);
+        add("linear.bias", bl_, dbl_, param_role::bias);
+    }
+    void save(archive_writer& a) const {
+        a.tag("recurrent_gate/1");
+        for (const auto* v : {&wx_, &wh_, &b_, &wl_, &bl_}) {
+            a.floats(*v);
+        }
+    }
+    void load(archive_reader& a) {
+        a.expect("recurrent_gate/1");
+        for (auto* v : {&wx_, &wh_, &b_, &wl_, &bl_}) {
+            a.floats(*v, name_);
+        }
+    }
+
+    static void uniform_fill(std::vector<float>& v, float k, rng& g) {
+        for (auto& x : v) {
+            x = (2.0f * g.uniform() - 1.0f) * k;
+        }
+    }
+    [[nodiscard]] static float sigmoid(float z) noexcept { return 1.0f / (1.0f + std::exp(-z)); }
+
+private:
+    struct record {
+        std::vector<float> x, act, c, h, p;
+    };
+
+    float initial_bias_;
+    std::vector<float> wx_, wh_, b_, wl_, bl_;
+    std::vector<float> dwx_, dwh_, db_, dwl_, dbl_;
+    std::vector<record> tape_;
+    std::vector<float> dh_next_, dc_next_, dx_, scratch_;
+    std::size_t n_ = 0, steps_ = 0, back_ = 0;
+    std::string name_ = "gate";
+    meter_slot slot_{"gate"};
+};
+
+} // namespace frugal
+
+#endif

@@ -1,0 +1,580 @@
+#ifndef FRUGAL_LAYERS_GATED_HPP
+#define FRUGAL_LAYERS_GATED_HPP
+
+/// @file
+/// E2-Train's selective layer update (SLU, SPEC §1.2(b)): residual blocks
+/// that each sample may skip, in forward and backward, for real.
+///
+/// - `gated_block<Block>`: one residual block with per-sample decisions m
+///   (1 = run, 0 = skip): `y = m * Block(x) + (1 - m) * shortcut(x)`. The
+///   shortcut always runs on the whole batch; the residual branch runs on the
+///   sub-batch of executed samples only (gathered, run, scattered back), in
+///   forward and backward, so a block that runs for 40% of a batch costs
+///   about 40% of its time, and the cost meter records only what ran. Its
+///   backward also gives dL/dm per sample, `<dL/dy, Block(x) - shortcut(x)>`,
+///   what the straight-through estimator passes to the gate.
+/// - `gated<Block, Gate>`: the model-level owner of the gates: a run-time
+///   number of residual blocks applied in order (it replaces `repeated<Block>`
+///   in a ResNet) and the gate network shared by all of them (SkipNet-style,
+///   `recurrent_gate`: one LSTM over the blocks). The first block always
+///   runs; block i > 0 is gated from its input (the output of block i - 1).
+///   Training draws `m = 1[p > u]`, u ~ U(0, 1) from the step's random source
+///   (a Bernoulli sample); evaluation uses `m = 1[p > 0.5]`. Backward is
+///   straight-through (the value m, the gradient of p) plus the
+///   computation-aware regularizer `alpha * s * sum_i sum_batch m_i c_i`,
+///   `s = -1` when the executed share of this batch's gated blocks is at or
+///   below `target_exec` and `+1` above it.
+///
+/// Modes (SPEC §1.2(b), pitfall): `slu_mode::execute` (default) does not
+/// compute skipped samples; the gate's gradient then comes from the executed
+/// samples and the regularizer only. `slu_mode::simulate` computes every
+/// sample and masks (the authors' code, for reproducing accuracy); its meter
+/// counts are scaled to the executed share, so both modes report skipped
+/// blocks as zero cost (simulate's wall time is the full block's).
+///
+/// Gradients are those of the full batch's mean loss in both modes (the
+/// incoming dL/dy already holds the 1/N). In execute mode the batch
+/// normalization inside a block sees only the executed samples: its batch
+/// statistics are those of the sub-batch **[decision]**.
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "frugal/cost/meter.hpp"
+#include "frugal/layers/gate.hpp"
+#include "frugal/layers/layer.hpp"
+
+namespace frugal {
+
+/// How skipped samples are handled (see the file comment).
+enum class slu_mode : std::uint8_t { execute, simulate };
+
+/// Forces the gates (ablations and tests): none = the gate decides.
+enum class gate_override : std::uint8_t { none, all_on, all_off };
+
+/// SLU's hyperparameters (data, not types).
+struct slu_options {
+    float alpha = 1e-5f;        ///< weight of the computation-aware regularizer [impl]
+    float target_exec = 0.6f;   ///< executed share to aim for (skip 20/40/60% => 0.8/0.6/0.4)
+    float eval_threshold = 0.5f;
+    slu_mode mode = slu_mode::execute;
+    gate_override force = gate_override::none;
+};
+
+/// A block that gating accepts: a residual block with a shortcut and the
+/// body/shortcut passes exposed separately.
+template <class B>
+concept gatable_block = layer<B> && requires(B& b, context& ctx, const tensor4& t) {
+    requires B::has_shortcut;
+    { b.forward_body(ctx, t) } -> std::same_as<const tensor4&>;
+    { b.forward_shortcut(ctx, t) } -> std::same_as<const tensor4&>;
+    { b.backward_body(ctx, t) } -> std::same_as<const tensor4&>;
+    { b.backward_shortcut(ctx, t) } -> std::same_as<const tensor4&>;
+};
+
+namespace detail {
+template <class B>
+constexpr bool has_shortcut_flag() {
+    if constexpr (requires { B::has_shortcut; }) {
+        return B::has_shortcut;
+    } else {
+        return false;
+    }
+}
+
+/// Adds `from`'s counts, scaled by `share`, to `into` (time unscaled: it was spent).
+inline void merge_scaled(cost_meter& into, const cost_meter& from, double share) {
+    for (const auto& l : from.layers()) {
+        const cost_meter::layer_id id = into.layer(l.name);
+        for (std::size_t p = 0; p < phase_count; ++p) {
+            const auto ph = static_cast<phase>(p);
+            const phase_costs& c = l.phases[p];
+            for (const auto& [k, v] : c.ops) {
+                into.count(id, ph, k.kind, k.a, k.b,
+                           static_cast<std::uint64_t>(std::llround(static_cast<double>(v) * share)));
+            }
+            if (c.bytes_read + c.bytes_written != 0) {
+                into.bytes(id, ph, static_cast<std::uint64_t>(std::llround(static_cast<double>(c.bytes_read) * share)),
+                           static_cast<std::uint64_t>(std::llround(static_cast<double>(c.bytes_written) * share)));
+            }
+            if (c.calls != 0) {
+                into.time(id, ph, c.seconds);
+            }
+        }
+    }
+}
+} // namespace detail
+
+/// One residual block whose samples can each skip it (see the file comment).
+/// Standing alone it runs with the decisions given by set_decisions (every
+/// sample runs when none were given); inside gated<> the gates set them.
+template <class Block>
+class gated_block {
+    static_assert(detail::has_shortcut_flag<Block>(),
+                  "frugal::gated: only a residual block with a shortcut can be gated (Block::has_shortcut must be "
+                  "true): a skipped sample must still get an output, and the shortcut is what it gets");
+    static_assert(gatable_block<Block>, "frugal::gated: Block must model frugal::layer and provide forward_body, "
+                                        "forward_shortcut, backward_body and backward_shortcut");
+
+public:
+    explicit gated_block(Block b) : block_(std::move(b)) { set_name(""); }
+
+    [[nodiscard]] Block& block() noexcept { return block_; }
+    [[nodiscard]] const Block& block() const noexcept { return block_; }
+
+    /// Per-sample decisions of the next forward (1 = run); empty = all run.
+    void set_decisions(std::span<const std::uint8_t> m) { decisions_.assign(m.begin(), m.end()); }
+    [[nodiscard]] const std::vector<std::uint8_t>& decisions() const noexcept { return decisions_; }
+    void set_mode(slu_mode m) noexcept { mode_ = m; }
+    [[nodiscard]] slu_mode mode() const noexcept { return mode_; }
+    /// Samples that ran the block in the last forward.
+    [[nodiscard]] std::size_t executed() const noexcept { return executed_; }
+    /// dL/dm per sample from the last backward (0 for samples not computed).
+    [[nodiscard]] const std::vector<float>& decision_grad() const noexcept { return dm_; }
+
+    void set_name(std::string prefix) {
+        name_ = prefix;
+        block_.set_name(prefix);
+        slot_.rename(prefix.empty() ? std::string("gated_block") : prefix + ".gate_mix");
+    }
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    void set_input_grad(bool on) {
+        input_grad_ = on;
+        block_.set_input_grad(on);
+    }
+    void reset_parameters(rng& g) { block_.reset_parameters(g); }
+    [[nodiscard]] shape4 output_shape(const shape4& s) const { return block_.output_shape(s); }
+    void collect_parameters(std::vector<parameter>& ps) { block_.collect_parameters(ps); }
+    void save(archive_writer& a) const { block_.save(a); }
+    void load(archive_reader& a) { block_.load(a); }
+    template <class F>
+    void for_each_layer(F&& f) {
+        if constexpr (requires { block_.for_each_layer(f); }) {
+            block_.for_each_layer(f);
+        }
+    }
+
+    const tensor4& forward(context& ctx, const tensor4& x) {
+        const shape4 xs = shape_of(x);
+        if (!decisions_.empty() && decisions_.size() != xs.n) {
+            throw shape_error(detail::concat(name_, ": ", decisions_.size(), " gate decisions for a batch of ", xs.n));
+        }
+        const tensor4& s = block_.forward_shortcut(ctx, x);
+        s_ = &s;
+        const shape4 ys = shape_of(s);
+        const std::size_t per_in = xs.per_sample(), per = ys.per_sample();
+        pos_.assign(xs.n, npos);
+        idx_.clear();
+        executed_ = 0;
+        for (std::size_t n = 0; n < xs.n; ++n) {
+            const bool run = runs(n);
+            executed_ += run ? 1 : 0;
+            if (run || mode_ == slu_mode::simulate) {
+                pos_[n] = idx_.size();
+                idx_.push_back(n);
+            }
+        }
+        const std::size_t k = idx_.size();
+        ensure_shape(y_, ys);
+        if (k > 0) {
+            const tensor4* in = &x;
+            if (k < xs.n) {
+                ensure_shape(xsub_, {k, xs.c, xs.h, xs.w});
+                for (std::size_t j = 0; j < k; ++j) {
+                    std::memcpy(xsub_.data() + j * per_in, x.data() + idx_[j] * per_in, per_in * sizeof(float));
+                }
+                in = &xsub_;
+            }
+            const tensor4& b = body_forward(ctx, *in);
+            ensure_shape(f_, shape_of(b));
+            for (std::size_t j = 0; j < k; ++j) {
+                const float* bp = b.data() + j * per;
+                const float* sp = s.data() + idx_[j] * per;
+                float* fp = f_.data() + j * per;
+                for (std::size_t i = 0; i < per; ++i) {
+                    const float v = bp[i] + sp[i];
+                    fp[i] = v > 0.0f ? v : 0.0f;
+                }
+            }
+        }
+        for (std::size_t n = 0; n < xs.n; ++n) {
+            const float* src = runs(n) ? f_.data() + pos_[n] * per : s.data() + n * per;
+            std::memcpy(y_.data() + n * per, src, per * sizeof(float));
+        }
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->unary(slot_.id(), phase::forward, op_kind::add, fp32, executed_ * per);
+            m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, executed_ * per);
+        }
+        return y_;
+    }
+
+    const tensor4& backward(context& ctx, const tensor4& dy) {
+        expect_shape(shape_of(dy), shape_of(y_), (name_ + ".backward").c_str());
+        const shape4 ys = shape_of(dy);
+        const std::size_t per = ys.per_sample(), k = idx_.size();
+        dm_.assign(ys.n, 0.0f);
+        ensure_shape(ds_, ys);
+        if (k > 0) {
+            ensure_shape(dsub_, shape_of(f_));
+        }
+        const float* s = s_->data();
+        for (std::size_t n = 0; n < ys.n; ++n) {
+            const float* d = dy.data() + n * per;
+            float* dsn = ds_.data() + n * per;
+            if (pos_[n] != npos) {
+                const std::size_t j = pos_[n];
+                const float* f = f_.data() + j * per;
+                const float* sn = s + n * per;
+                double acc = 0.0;
+                for (std::size_t i = 0; i < per; ++i) {
+                    acc += static_cast<double>(d[i]) * static_cast<double>(f[i] - sn[i]);
+                }
+                dm_[n] = static_cast<float>(acc);
+                float* db = dsub_.data() + j * per;
+                if (runs(n)) {
+                    for (std::size_t i = 0; i < per; ++i) {
+                        db[i] = f[i] > 0.0f ? d[i] : 0.0f;
+                        dsn[i] = db[i];
+                    }
+                    continue;
+                }
+                std::fill(db, db + per, 0.0f);
+            }
+            std::memcpy(dsn, d, per * sizeof(float));
+        }
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->unary(slot_.id(), phase::backward_input, op_kind::compare, fp32, executed_ * per);
+        }
+        if (k == 0) {
+            // the body did not run: its gradients are zero (the shortcut's are rewritten below)
+            std::vector<parameter> ps;
+            block_.collect_parameters(ps);
+            for (auto& p : ps) {
+                std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+            }
+        }
+        const tensor4& dxs = block_.backward_shortcut(ctx, ds_);
+        const tensor4* dxb = k > 0 ? &body_backward(ctx, dsub_) : nullptr;
+        if (!input_grad_) {
+            return empty_;
+        }
+        const shape4 xs = shape_of(dxs);
+        const std::size_t per_in = xs.per_sample();
+        ensure_shape(dx_, xs);
+        std::memcpy(dx_.data(), dxs.data(), dx_.size() * sizeof(float));
+        if (dxb != nullptr) {
+            for (std::size_t j = 0; j < k; ++j) {
+                const float* src = dxb->data() + j * per_in;
+                float* dst = dx_.data() + idx_[j] * per_in;
+                for (std::size_t i = 0; i < per_in; ++i) {
+                    dst[i] += src[i];
+                }
+            }
+            if (cost_meter* m = slot_.bind(ctx.meter)) {
+                m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, executed_ * per_in);
+            }
+        }
+        return dx_;
+    }
+
+private:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    [[nodiscard]] bool runs(std::size_t n) const noexcept { return decisions_.empty() || decisions_[n] != 0; }
+
+    /// The residual branch; in simulate mode its meter counts are scaled to the executed share.
+    const tensor4& body_forward(context& ctx, const tensor4& x) {
+        if (mode_ != slu_mode::simulate || ctx.meter == nullptr) {
+            return block_.forward_body(ctx, x);
+        }
+        return scaled(ctx, [&](context& c) -> const tensor4& { return block_.forward_body(c, x); });
+    }
+    const tensor4& body_backward(context& ctx, const tensor4& d) {
+        if (mode_ != slu_mode::simulate || ctx.meter == nullptr) {
+            return block_.backward_body(ctx, d);
+        }
+        return scaled(ctx, [&](context& c) -> const tensor4& { return block_.backward_body(c, d); });
+    }
+    template <class F>
+    const tensor4& scaled(context& ctx, F&& f) {
+        cost_meter* real = ctx.meter;
+        scratch_.reset();
+        ctx.meter = &scratch_;
+        const tensor4* r = nullptr;
+        try {
+            r = &f(ctx);
+        } catch (...) {
+            ctx.meter = real;
+            throw;
+        }
+        ctx.meter = real;
+        const std::size_t n = pos_.size();
+        detail::merge_scaled(*real, scratch_, n ? static_cast<double>(executed_) / static_cast<double>(n) : 0.0);
+        return *r;
+    }
+
+    Block block_;
+    std::vector<std::uint8_t> decisions_;
+    slu_mode mode_ = slu_mode::execute;
+    std::vector<std::size_t> idx_, pos_;
+    std::size_t executed_ = 0;
+    const tensor4* s_ = nullptr;
+    tensor4 xsub_, f_, y_, ds_, dsub_, dx_, empty_;
+    std::vector<float> dm_;
+    cost_meter scratch_;
+    meter_slot slot_{"gated_block"};
+    std::string name_;
+    bool input_grad_ = true;
+};
+
+/// Residual blocks run in order, each sample gated per block by a gate
+/// network shared by all blocks (see the file comment).
+template <class Block, class Gate = recurrent_gate>
+class gated {
+public:
+    using block_type = gated_block<Block>;
+    using unit_type = typename Gate::unit;
+
+    /// @param blocks  the residual blocks, in order (at least one)
+    explicit gated(std::vector<Block> blocks, slu_options o = {}, Gate gate = Gate{}) : gate_(std::move(gate)), opt_(o) {
+        if (blocks.empty()) {
+            throw error("frugal::gated: needs at least one block");
+        }
+        blocks_.reserve(blocks.size());
+        for (auto& b : blocks) {
+            units_.push_back(gate_.make_unit(b.in_channels()));
+            blocks_.emplace_back(std::move(b));
+        }
+        cost_.assign(blocks_.size(), 1.0f);
+        eval_seen_.assign(blocks_.size(), 0);
+        eval_run_.assign(blocks_.size(), 0);
+        set_options(o);
+        set_name("");
+        set_input_grad(true);
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return blocks_.size(); }
+    [[nodiscard]] block_type& operator[](std::size_t i) noexcept { return blocks_[i]; }
+    [[nodiscard]] const block_type& operator[](std::size_t i) const noexcept { return blocks_[i]; }
+    [[nodiscard]] Gate& gate() noexcept { return gate_; }
+    /// The gate unit of block i (i >= 1; block 0 has none that is used).
+    [[nodiscard]] unit_type& unit(std::size_t i) noexcept { return units_[i]; }
+
+    [[nodiscard]] const slu_options& options() const noexcept { return opt_; }
+    void set_options(const slu_options& o) {
+        opt_ = o;
+        for (auto& b : blocks_) {
+            b.set_mode(o.mode);
+        }
+    }
+    /// c_i of the regularizer, one per block (1 by default, as the authors use).
+    void set_block_costs(std::vector<float> c) {
+        if (c.size() != blocks_.size()) {
+            throw error(detail::concat("frugal::gated: ", c.size(), " block costs for ", blocks_.size(), " blocks"));
+        }
+        cost_ = std::move(c);
+    }
+
+    /// Execution probabilities of block i in the last forward (empty for block 0).
+    [[nodiscard]] const std::vector<float>& probabilities(std::size_t i) const noexcept { return probs_[i]; }
+    /// dL/dp of block i in the last backward: the straight-through gradient plus the regularizer's.
+    [[nodiscard]] const std::vector<float>& probability_grad(std::size_t i) const noexcept { return dprobs_[i]; }
+    /// Share of (gated block, sample) pairs that executed in the last forward (blocks 1.. only).
+    [[nodiscard]] double executed_share() const noexcept { return share_; }
+    /// The regularizer's sign of the last training forward (-1 or +1).
+    [[nodiscard]] float regularizer_sign() const noexcept { return sign_; }
+    /// The regularizer's value alpha * s * sum_i sum_batch m_i c_i of the last training forward.
+    [[nodiscard]] double regularizer_loss() const noexcept { return reg_loss_; }
+
+    /// Executed fraction of each block over the evaluation forwards since the last reset.
+    [[nodiscard]] std::vector<double> eval_executed_fraction() const {
+        std::vector<double> f(blocks_.size(), 0.0);
+        for (std::size_t i = 0; i < f.size(); ++i) {
+            f[i] = eval_seen_[i] ? static_cast<double>(eval_run_[i]) / static_cast<double>(eval_seen_[i]) : 0.0;
+        }
+        return f;
+    }
+    void reset_eval_report() {
+        std::fill(eval_seen_.begin(), eval_seen_.end(), 0);
+        std::fill(eval_run_.begin(), eval_run_.end(), 0);
+    }
+
+    void set_name(std::string prefix) {
+        name_ = std::move(prefix);
+        for (std::size_t i = 0; i < blocks_.size(); ++i) {
+            blocks_[i].set_name(child_name(name_, std::to_string(i)));
+            units_[i].set_name(child_name(name_, std::to_string(i) + ".gate_unit"));
+        }
+        gate_.set_name(child_name(name_, "gate"));
+    }
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    void set_input_grad(bool on) {
+        input_grad_ = on;
+        for (std::size_t i = 0; i < blocks_.size(); ++i) {
+            blocks_[i].set_input_grad(i == 0 ? on : true);
+        }
+    }
+    void reset_parameters(rng& g) {
+        for (auto& b : blocks_) {
+            b.reset_parameters(g);
+        }
+        for (auto& u : units_) {
+            u.reset_parameters(g);
+        }
+        gate_.reset_parameters(g);
+    }
+    [[nodiscard]] shape4 output_shape(shape4 s) const {
+        for (const auto& b : blocks_) {
+            s = b.output_shape(s);
+        }
+        return s;
+    }
+
+    const tensor4& forward(context& ctx, const tensor4& x) {
+        const std::size_t n = x.shape()[0], nb = blocks_.size();
+        probs_.resize(nb);
+        dprobs_.resize(nb);
+        gate_.begin(n);
+        m_.assign(n, 1);
+        std::size_t gated_run = 0;
+        const tensor4* h = &x;
+        for (std::size_t i = 0; i < nb; ++i) {
+            if (i == 0) {
+                probs_[0].clear();
+                std::fill(m_.begin(), m_.end(), std::uint8_t{1});
+            } else {
+                const std::vector<float>& p = gate_.step(ctx, units_[i].forward(ctx, *h));
+                probs_[i] = p;
+                for (std::size_t s = 0; s < n; ++s) {
+                    bool run = false;
+                    if (opt_.force == gate_override::all_on) {
+                        run = true;
+                    } else if (opt_.force == gate_override::all_off) {
+                        run = false;
+                    } else if (ctx.training()) {
+                        run = p[s] > ctx.random.uniform();
+                    } else {
+                        run = p[s] > opt_.eval_threshold;
+                    }
+                    m_[s] = run ? 1 : 0;
+                    gated_run += run ? 1 : 0;
+                }
+            }
+            blocks_[i].set_decisions(m_);
+            h = &blocks_[i].forward(ctx, *h);
+            if (!ctx.training()) {
+                eval_seen_[i] += n;
+                eval_run_[i] += blocks_[i].executed();
+            }
+        }
+        const std::size_t pairs = (nb - 1) * n;
+        share_ = pairs ? static_cast<double>(gated_run) / static_cast<double>(pairs) : 1.0;
+        if (ctx.training()) {
+            sign_ = share_ <= static_cast<double>(opt_.target_exec) ? -1.0f : 1.0f;
+            double c = 0.0;
+            for (std::size_t i = 1; i < nb; ++i) {
+                c += static_cast<double>(cost_[i]) * static_cast<double>(blocks_[i].executed());
+            }
+            reg_loss_ = static_cast<double>(opt_.alpha) * sign_ * c;
+        }
+        return *h;
+    }
+
+    const tensor4& backward(context& ctx, const tensor4& dy) {
+        gate_.begin_backward();
+        const tensor4* g = &dy;
+        for (std::size_t i = blocks_.size(); i-- > 0;) {
+            const tensor4& dx = blocks_[i].backward(ctx, *g);
+            if (i == 0) {
+                return dx;
+            }
+            // straight-through: dL/dp = dL/dm, plus the regularizer's alpha * s * c_i
+            const std::vector<float>& dm = blocks_[i].decision_grad();
+            std::vector<float>& dp = dprobs_[i];
+            dp.resize(dm.size());
+            const float r = opt_.alpha * sign_ * cost_[i];
+            for (std::size_t s = 0; s < dm.size(); ++s) {
+                dp[s] = dm[s] + r;
+            }
+            const std::vector<float>& dfeat = gate_.step_backward(ctx, dp.data());
+            ensure_shape(dh_, shape_of(dx));
+            std::memcpy(dh_.data(), dx.data(), dh_.size() * sizeof(float));
+            units_[i].backward(ctx, dfeat.data(), &dh_);
+            g = &dh_;
+        }
+        return *g; // not reached
+    }
+
+    void collect_parameters(std::vector<parameter>& ps) {
+        for (auto& b : blocks_) {
+            b.collect_parameters(ps);
+        }
+        for (std::size_t i = 1; i < units_.size(); ++i) {
+            units_[i].collect_parameters(ps);
+        }
+        gate_.collect_parameters(ps);
+    }
+
+    void save(archive_writer& a) const {
+        a.tag("gated/1");
+        a.u64(blocks_.size());
+        for (const auto& b : blocks_) {
+            b.save(a);
+        }
+        for (std::size_t i = 1; i < units_.size(); ++i) {
+            units_[i].save(a);
+        }
+        gate_.save(a);
+    }
+    void load(archive_reader& a) {
+        a.expect("gated/1");
+        const std::size_t at = a.offset();
+        const std::uint64_t n = a.u64();
+        if (n != blocks_.size()) {
+            a.fail(at, detail::concat(name_, ": the checkpoint holds ", n, " gated blocks but the model has ",
+                                      blocks_.size()));
+        }
+        for (auto& b : blocks_) {
+            b.load(a);
+        }
+        for (std::size_t i = 1; i < units_.size(); ++i) {
+            units_[i].load(a);
+        }
+        gate_.load(a);
+    }
+
+    /// Visits every leaf layer of the blocks (the gate network is not a leaf layer).
+    template <class F>
+    void for_each_layer(F&& f) {
+        for (auto& b : blocks_) {
+            b.for_each_layer(f);
+        }
+    }
+
+private:
+    std::vector<block_type> blocks_;
+    std::vector<unit_type> units_; // units_[0] exists for uniform indexing and is never used
+    Gate gate_;
+    slu_options opt_;
+    std::vector<float> cost_;
+    std::vector<std::vector<float>> probs_, dprobs_;
+    std::vector<std::uint8_t> m_;
+    std::vector<std::uint64_t> eval_seen_, eval_run_;
+    double share_ = 1.0, reg_loss_ = 0.0;
+    float sign_ = 1.0f;
+    tensor4 dh_;
+    std::string name_;
+    bool input_grad_ = true;
+};
+
+} // namespace frugal
+
+#endif

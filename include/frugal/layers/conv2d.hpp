@@ -53,6 +53,7 @@ public:
     [[nodiscard]] tensor4& weight() noexcept { return w_; }
     [[nodiscard]] const tensor4& weight() const noexcept { return w_; }
     [[nodiscard]] tensor1& bias() noexcept { return b_; }
+    [[nodiscard]] const tensor1& bias() const noexcept { return b_; }
     [[nodiscard]] const tensor4& weight_grad() const noexcept { return dw_; }
 
     void reset_parameters(rng& g) {

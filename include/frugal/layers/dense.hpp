@@ -33,6 +33,7 @@ public:
     [[nodiscard]] tensor2& weight() noexcept { return w_; }
     [[nodiscard]] const tensor2& weight() const noexcept { return w_; }
     [[nodiscard]] tensor1& bias() noexcept { return b_; }
+    [[nodiscard]] const tensor1& bias() const noexcept { return b_; }
     [[nodiscard]] bool has_bias() const noexcept { return bias_; }
 
     void reset_parameters(rng& g) {

@@ -46,10 +46,14 @@ public:
     static constexpr bool has_shortcut = true;
 
     /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
-    basic_block(std::size_t in, std::size_t out, std::size_t stride = 1)
-        : in_(in), out_(out), stride_(stride),
-          conv1_(ConvMaker::make(in, out, 3, {stride, 1, false})), bn1_(out, 0.1f, 1e-5f, true),
-          conv2_(ConvMaker::make(out, out, 3, {1, 1, false})), bn2_(out) {
+    basic_block(std::size_t in, std::size_t out, std::size_t stride = 1) : basic_block(in, out, out, stride) {}
+
+    /// A block whose inner width (conv1's outputs, bn1, conv2's inputs) is
+    /// `mid` instead of `out`: what channel pruning leaves of a block.
+    basic_block(std::size_t in, std::size_t mid, std::size_t out, std::size_t stride)
+        : in_(in), mid_(mid), out_(out), stride_(stride),
+          conv1_(ConvMaker::make(in, mid, 3, {stride, 1, false})), bn1_(mid, 0.1f, 1e-5f, true),
+          conv2_(ConvMaker::make(mid, out, 3, {1, 1, false})), bn2_(out) {
         if (stride != 1 || in != out) {
             proj_.emplace(ConvMaker::make(in, out, 1, {stride, 0, false}), batchnorm(out));
         }
@@ -58,6 +62,8 @@ public:
 
     [[nodiscard]] std::size_t in_channels() const noexcept { return in_; }
     [[nodiscard]] std::size_t out_channels() const noexcept { return out_; }
+    /// Inner width: out_channels() unless the block was pruned.
+    [[nodiscard]] std::size_t mid_channels() const noexcept { return mid_; }
     [[nodiscard]] std::size_t stride() const noexcept { return stride_; }
     [[nodiscard]] bool has_projection() const noexcept { return proj_.has_value(); }
     [[nodiscard]] conv_type& conv1() noexcept { return conv1_; }
@@ -66,6 +72,12 @@ public:
     [[nodiscard]] batchnorm& bn2() noexcept { return bn2_; }
     [[nodiscard]] conv_type& projection_conv() { return proj_->first; }
     [[nodiscard]] batchnorm& projection_bn() { return proj_->second; }
+    [[nodiscard]] const conv_type& conv1() const noexcept { return conv1_; }
+    [[nodiscard]] const conv_type& conv2() const noexcept { return conv2_; }
+    [[nodiscard]] const batchnorm& bn1() const noexcept { return bn1_; }
+    [[nodiscard]] const batchnorm& bn2() const noexcept { return bn2_; }
+    [[nodiscard]] const conv_type& projection_conv() const { return proj_->first; }
+    [[nodiscard]] const batchnorm& projection_bn() const { return proj_->second; }
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
 
     void set_name(std::string prefix) {
@@ -251,7 +263,7 @@ public:
     }
 
 private:
-    std::size_t in_, out_, stride_;
+    std::size_t in_, mid_, out_, stride_;
     conv_type conv1_;
     batchnorm bn1_; // with its ReLU
     conv_type conv2_;

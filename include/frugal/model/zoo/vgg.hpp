@@ -31,6 +31,8 @@ public:
 
     [[nodiscard]] conv2d& conv() noexcept { return conv_; }
     [[nodiscard]] batchnorm& bn() noexcept { return bn_; }
+    [[nodiscard]] const conv2d& conv() const noexcept { return conv_; }
+    [[nodiscard]] const batchnorm& bn() const noexcept { return bn_; }
     [[nodiscard]] bool pooled() const noexcept { return pooled_; }
 
     void set_name(std::string prefix) {

@@ -1,0 +1,721 @@
+// ShiftAddNet: the shift and adder kernels against their references (and
+// the shift kernel against exact big-integer arithmetic), the layers'
+// training rules against hand-computed cases and finite differences, the
+// cost meter's counts, and a tiny ShiftAddNet that learns.
+
+#include <doctest/doctest.h>
+
+#include <boost/multiprecision/cpp_int.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <frugal/cost/meter.hpp>
+#include <frugal/layers/adder.hpp>
+#include <frugal/layers/conv2d.hpp>
+#include <frugal/layers/loss.hpp>
+#include <frugal/layers/shift.hpp>
+#include <frugal/model/zoo/shiftaddnet.hpp>
+#include <frugal/optim/sgd.hpp>
+#include <frugal/tensor/kernels/adder.hpp>
+#include <frugal/tensor/kernels/shift.hpp>
+
+#include "layers/gradcheck.hpp"
+
+namespace fr = frugal;
+namespace kr = frugal::kernels;
+using gradcheck::random_tensor;
+
+namespace {
+
+std::vector<float> random_floats(std::size_t n, fr::rng& g, float scale = 1.0f) {
+    std::vector<float> v(n);
+    for (auto& x : v) {
+        x = (2.0f * g.uniform() - 1.0f) * scale;
+    }
+    return v;
+}
+
+/// Random shift weights: sign in {-1, 0, 1}, exponent in [lo, 0].
+void random_codes(std::size_t n, int lo, fr::rng& g, std::vector<std::int8_t>& sign, std::vector<std::int8_t>& exp) {
+    sign.resize(n);
+    exp.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        sign[i] = static_cast<std::int8_t>(static_cast<int>(g.below(3)) - 1);
+        exp[i] = static_cast<std::int8_t>(lo + static_cast<int>(g.below(static_cast<std::uint64_t>(1 - lo))));
+    }
+}
+
+/// sum(r * y) in double.
+double dot(const fr::tensor4& y, const fr::tensor4& r) {
+    double s = 0.0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        s += static_cast<double>(y.data()[i]) * r.data()[i];
+    }
+    return s;
+}
+
+/// Central difference of f at v[i] with step h.
+template <class F>
+double central(F&& f, float& v, double h) {
+    const float keep = v;
+    v = static_cast<float>(keep + h);
+    const double up = f();
+    v = static_cast<float>(keep - h);
+    const double down = f();
+    v = keep;
+    return (up - down) / (2 * h);
+}
+
+bool close(double a, double b, double atol = 2e-3, double rtol = 1e-2) {
+    return std::fabs(a - b) <= atol + rtol * std::max(std::fabs(a), std::fabs(b));
+}
+
+std::uint64_t count_of(const fr::phase_costs& c, fr::op_kind k, fr::op_format f) {
+    const auto it = c.ops.find(fr::op_key{k, f, f});
+    return it == c.ops.end() ? 0 : it->second;
+}
+
+const fr::layer_costs& costs_of(const fr::cost_meter& m, const std::string& name) {
+    for (const auto& l : m.layers()) {
+        if (l.name == name) {
+            return l;
+        }
+    }
+    FAIL("no layer " << name << " in the meter");
+    return m.layers().front();
+}
+
+/// A value on the grid (k + 1/2) * step + offset: keeps differences of two
+/// such sets away from zero (no kinks of |x - w| within a finite-difference step).
+void snap(fr::tensor4& t, float step, float offset) {
+    for (auto& v : t) {
+        v = (std::floor(v / step) + 0.5f) * step + offset;
+    }
+}
+
+} // namespace
+
+TEST_SUITE("shiftadd") {
+
+TEST_CASE("shift kernel equals multiplication by the power of two exactly in fixed point") {
+    using big = boost::multiprecision::cpp_int;
+    fr::rng g(21);
+    const int lo = -14;
+    for (const std::size_t n : {1, 3, 17, 65}) {
+        for (const std::size_t k : {1, 3, 17, 65, 576}) {
+            const std::size_t m = 5;
+            CAPTURE(n);
+            CAPTURE(k);
+            std::vector<std::int8_t> sign, exp;
+            random_codes(m * k, lo, g, sign, exp);
+            // fixed<16, 16> raw values over the whole 32-bit range, extremes included
+            std::vector<std::int64_t> x(k * n);
+            for (auto& v : x) {
+                v = static_cast<std::int64_t>(static_cast<std::int32_t>(g() >> 32));
+            }
+            x[0] = std::numeric_limits<std::int32_t>::min();
+            x[x.size() - 1] = std::numeric_limits<std::int32_t>::max();
+            kr::shift_matrix w;
+            w.pack(m, k, sign.data(), exp.data(), k);
+            std::vector<std::int64_t> y(m * n, -1), yp(m * n, -1), yr(m * n, -1);
+            kr::shift_fixed(w, lo, n, x.data(), n, y.data(), n);
+            kr::shift_fixed_parallel(w, lo, n, x.data(), n, yp.data(), n);
+            kr::shift_fixed_reference(m, n, k, sign.data(), exp.data(), k, lo, x.data(), n, yr.data(), n);
+            bool exact = true;
+            for (std::size_t i = 0; i < m; ++i) {
+                for (std::size_t j = 0; j < n; ++j) {
+                    // the oracle: sum of sign * x * 2^e in exact rational arithmetic,
+                    // scaled by 2^(16 - lo) to an integer (x is raw * 2^-16)
+                    big s = 0;
+                    for (std::size_t p = 0; p < k; ++p) {
+                        const big term = big(x[p * n + j]) * (big(1) << (exp[i * k + p] - lo));
+                        s += big(sign[i * k + p]) * term;
+                    }
+                    exact = exact && s == big(y[i * n + j]) && s == big(yp[i * n + j]) && s == big(yr[i * n + j]);
+                }
+            }
+            CHECK(exact);
+        }
+    }
+    // the largest sum the layers allow: 576 terms of -2^31 shifted by 14
+    std::vector<std::int8_t> sign(576, 1), exp(576, 0);
+    std::vector<std::int64_t> x(576, std::numeric_limits<std::int32_t>::min()), y(1);
+    kr::shift_matrix w;
+    w.pack(1, 576, sign.data(), exp.data(), 576);
+    kr::shift_fixed(w, lo, 1, x.data(), 1, y.data(), 1);
+    CHECK(big(y[0]) == big(-576) * (big(1) << 45));
+}
+
+TEST_CASE("fixed-point conversion rounds to nearest even and saturates") {
+    const float x[] = {1.5f / 65536, 2.5f / 65536, -1.5f / 65536, 40000.0f, -40000.0f, 0.25f};
+    std::int64_t raw[6];
+    REQUIRE(kr::to_fixed_raw(x, 6, 16, 32, raw));
+    CHECK(raw[0] == 2);
+    CHECK(raw[1] == 2);
+    CHECK(raw[2] == -2);
+    CHECK(raw[3] == std::numeric_limits<std::int32_t>::max());
+    CHECK(raw[4] == std::numeric_limits<std::int32_t>::min());
+    CHECK(raw[5] == 16384);
+    const float nan[] = {0.0f, std::numeric_limits<float>::quiet_NaN()};
+    CHECK_FALSE(kr::to_fixed_raw(nan, 2, 16, 32, raw));
+}
+
+TEST_CASE("shift kernel float path equals ldexp") {
+    fr::rng g(4);
+    for (const std::size_t n : {1, 3, 17, 65}) {
+        for (const std::size_t k : {1, 3, 17, 65}) {
+            const std::size_t m = 7;
+            std::vector<std::int8_t> sign, exp;
+            random_codes(m * k, -14, g, sign, exp);
+            const auto x = random_floats(k * n, g, 3.0f);
+            kr::shift_matrix w;
+            w.pack(m, k, sign.data(), exp.data(), k);
+            std::vector<float> y(m * n), yp(m * n), yr(m * n);
+            kr::shift_float(w, n, x.data(), n, y.data(), n);
+            kr::shift_float_parallel(w, n, x.data(), n, yp.data(), n);
+            kr::shift_float_reference(m, n, k, sign.data(), exp.data(), k, x.data(), n, yr.data(), n);
+            double worst = 0.0;
+            for (std::size_t i = 0; i < m * n; ++i) {
+                worst = std::max({worst, std::fabs(double(y[i]) - yr[i]), std::fabs(double(yp[i]) - yr[i])});
+            }
+            CHECK(worst < 1e-5 * static_cast<double>(k)); // the order of the float sum differs
+        }
+    }
+    // one nonzero weight per row: the product itself, bit for bit
+    const std::int8_t sign[] = {0, -1, 0, 0, 0, 1};
+    const std::int8_t exp[] = {0, -3, 0, 0, 0, -14};
+    const float x[] = {1.1f, 3.3f, -7.7f};
+    kr::shift_matrix w;
+    w.pack(2, 3, sign, exp, 3);
+    CHECK(w.nonzeros() == 2);
+    float y[2];
+    kr::shift_float(w, 1, x, 1, y, 1);
+    CHECK(y[0] == -3.3f / 8.0f);
+    CHECK(y[1] == std::ldexp(-7.7f, -14));
+}
+
+TEST_CASE("adder kernel equals its reference on odd shapes") {
+    fr::rng g(8);
+    const std::size_t sizes[] = {1, 3, 17, 65};
+    for (const std::size_t m : sizes) {
+        for (const std::size_t n : sizes) {
+            for (const std::size_t k : sizes) {
+                CAPTURE(m);
+                CAPTURE(n);
+                CAPTURE(k);
+                const auto a = random_floats(m * k, g, 2.0f), b = random_floats(k * n, g, 2.0f);
+                std::vector<float> c(m * n), cp(m * n), cr(m * n);
+                kr::l1_distance(m, n, k, a.data(), k, b.data(), n, c.data(), n);
+                kr::l1_distance_parallel(m, n, k, a.data(), k, b.data(), n, cp.data(), n);
+                kr::l1_distance_reference(m, n, k, a.data(), k, b.data(), n, cr.data(), n);
+                CHECK(c == cr); // same summation order: bit for bit
+                CHECK(cp == cr);
+                // integer codes (the FIX8 path)
+                std::vector<std::int32_t> ia(m * k), ib(k * n), ic(m * n), icr(m * n);
+                for (auto& v : ia) v = static_cast<std::int32_t>(g.below(255)) - 127;
+                for (auto& v : ib) v = static_cast<std::int32_t>(g.below(255)) - 127;
+                kr::l1_distance(m, n, k, ia.data(), k, ib.data(), n, ic.data(), n);
+                kr::l1_distance_reference(m, n, k, ia.data(), k, ib.data(), n, icr.data(), n);
+                CHECK(ic == icr);
+                // the backward products, both rules
+                const auto dy = random_floats(m * n, g);
+                for (const auto wr : {kr::l1_weight_rule::difference, kr::l1_weight_rule::sign}) {
+                    std::vector<float> dw(m * k, 0.5f), dwp(m * k, 0.5f), dwr(m * k, 0.5f);
+                    kr::l1_weight_grad(m, k, n, dy.data(), n, a.data(), k, b.data(), n, dw.data(), k, wr);
+                    kr::l1_weight_grad_parallel(m, k, n, dy.data(), n, a.data(), k, b.data(), n, dwp.data(), k, wr);
+                    kr::l1_weight_grad_reference(m, k, n, dy.data(), n, a.data(), k, b.data(), n, dwr.data(), k, wr);
+                    for (std::size_t i = 0; i < m * k; ++i) {
+                        CHECK(close(dw[i], dwr[i], 1e-4, 1e-5));
+                        CHECK(close(dwp[i], dwr[i], 1e-4, 1e-5));
+                    }
+                }
+                for (const auto ir : {kr::l1_input_rule::hardtanh, kr::l1_input_rule::sign}) {
+                    std::vector<float> db(k * n, 9.0f), dbp(k * n, 9.0f), dbr(k * n, 9.0f);
+                    kr::l1_input_grad(k, n, m, dy.data(), n, a.data(), k, b.data(), n, db.data(), n, ir);
+                    kr::l1_input_grad_parallel(k, n, m, dy.data(), n, a.data(), k, b.data(), n, dbp.data(), n, ir);
+                    kr::l1_input_grad_reference(k, n, m, dy.data(), n, a.data(), k, b.data(), n, dbr.data(), n, ir);
+                    for (std::size_t i = 0; i < k * n; ++i) {
+                        CHECK(close(db[i], dbr[i], 1e-4, 1e-5));
+                        CHECK(close(dbp[i], dbr[i], 1e-4, 1e-5));
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("adder backward rule matches a hand-computed example") {
+    // y_o = -sum_i |x_i - W_oi|, dW = dy (x - W), dx = sum_o dy_o clamp(W_o - x, -1, 1)
+    fr::adder_options o;
+    o.eta = 0.0f;
+    fr::adder_dense d(3, 2, o);
+    const float w[] = {1.0f, 0.25f, -1.0f, 0.0f, 0.0f, 3.0f};
+    std::copy(w, w + 6, d.core().weight().begin());
+    fr::tensor4 x = fr::tensor4::from_shape({1, 3, 1, 1});
+    x(0, 0, 0, 0) = 0.5f;
+    x(0, 1, 0, 0) = -2.0f;
+    x(0, 2, 0, 0) = 1.0f;
+    fr::context ctx;
+    const auto& y = d.forward(ctx, x);
+    CHECK(y(0, 0, 0, 0) == -4.75f);
+    CHECK(y(0, 1, 0, 0) == -4.5f);
+    fr::tensor4 dy = fr::tensor4::from_shape({1, 2, 1, 1});
+    dy(0, 0, 0, 0) = 1.0f;
+    dy(0, 1, 0, 0) = -2.0f;
+    const auto dx = d.backward(ctx, dy);
+    const float dw_expected[] = {-0.5f, -2.25f, 2.0f, -1.0f, 4.0f, 4.0f};
+    for (std::size_t i = 0; i < 6; ++i) {
+        CHECK(d.core().weight_grad().data()[i] == dw_expected[i]);
+    }
+    CHECK(dx(0, 0, 0, 0) == 1.5f);
+    CHECK(dx(0, 1, 0, 0) == -1.0f);
+    CHECK(dx(0, 2, 0, 0) == -3.0f);
+
+    // the adaptive scaling: the same direction with norm eta * sqrt(6)
+    fr::adder_dense s(3, 2);
+    std::copy(w, w + 6, s.core().weight().begin());
+    (void)s.forward(ctx, x);
+    (void)s.backward(ctx, dy);
+    const double norm = std::sqrt(42.3125); // ||dW|| of the example
+    CHECK(s.core().raw_grad_norm() == doctest::Approx(norm));
+    double sq = 0.0;
+    for (std::size_t i = 0; i < 6; ++i) {
+        const double v = s.core().weight_grad().data()[i];
+        sq += v * v;
+        CHECK(v == doctest::Approx(dw_expected[i] * 0.2 * std::sqrt(6.0) / norm));
+    }
+    CHECK(std::sqrt(sq) == doctest::Approx(0.2 * std::sqrt(6.0)));
+    // a zero gradient stays zero (no division by zero)
+    fr::tensor4 zero = fr::tensor4::from_shape({1, 2, 1, 1});
+    zero.fill(0.0f);
+    (void)s.backward(ctx, zero);
+    CHECK(s.core().weight_grad()(0, 0, 0, 0) == 0.0f);
+    CHECK(std::isfinite(s.core().weight_grad()(1, 2, 0, 0)));
+
+    // zero padding is an input value 0: one pixel, a 3x3 window
+    fr::adder_conv2d c(1, 1, 3, {1, 1, 0.0f});
+    c.weight().fill(0.0f);
+    c.weight()(0, 0, 1, 1) = 1.0f;
+    c.weight()(0, 0, 0, 0) = 0.5f;
+    fr::tensor4 one = fr::tensor4::from_shape({1, 1, 1, 1});
+    one(0, 0, 0, 0) = 2.0f;
+    CHECK(c.forward(ctx, one)(0, 0, 0, 0) == -1.5f);
+}
+
+TEST_CASE("adder layer gradients against finite differences where they are derivatives") {
+    fr::rng g(13);
+    // kernel 3 with padding and stride 2 exercise im2col and col2im
+    for (const auto& [stride, pad] : {std::pair<std::size_t, std::size_t>{1, 1}, {2, 1}, {1, 0}}) {
+        CAPTURE(stride);
+        CAPTURE(pad);
+        fr::tensor4 x = random_tensor({2, 2, 5, 6}, g, 1.5f);
+        // 1) the true-derivative rules (sign): every gradient is a derivative;
+        //    x and W on offset grids keep |x - w| >= 1/16 away from the kinks
+        fr::adder_options o;
+        o.stride = stride;
+        o.padding = pad;
+        o.eta = 0.0f;
+        o.weight_rule = kr::l1_weight_rule::sign;
+        o.input_rule = kr::l1_input_rule::sign;
+        fr::adder_conv2d exact(2, 3, 3, o);
+        fr::rng wg(5);
+        exact.reset_parameters(wg);
+        snap(exact.weight(), 0.25f, 0.0625f);
+        snap(x, 0.25f, 0.1875f);
+        gradcheck::options go;
+        go.h = 1e-2;
+        go.samples = 30;
+        gradcheck::check(exact, x, go);
+
+        // 2) AdderNet's rules. The input rule HT(W - X) is the derivative where
+        //    every |W - X| >= 1: inputs in [-0.5, 0.5], weights beyond +-1.6.
+        fr::adder_options a = o;
+        a.weight_rule = kr::l1_weight_rule::difference;
+        a.input_rule = kr::l1_input_rule::hardtanh;
+        fr::adder_conv2d net(2, 3, 3, a);
+        net.reset_parameters(wg);
+        for (auto& v : net.weight()) {
+            v = v < 0 ? v - 1.6f : v + 1.6f;
+        }
+        fr::tensor4 xs = random_tensor({2, 2, 5, 6}, g, 0.5f);
+        fr::context ctx;
+        const fr::tensor4 r = random_tensor(fr::shape_of(net.forward(ctx, xs)), g);
+        (void)net.forward(ctx, xs);
+        const fr::tensor4 dx = net.backward(ctx, r);
+        const fr::tensor4 dw = net.weight_grad();
+        auto objective = [&] { return dot(net.forward(ctx, xs), r); };
+        for (std::size_t i = 0; i < xs.size(); i += 3) {
+            const double fd = central(objective, xs.data()[i], 1e-2);
+            INFO("dx[" << i << "] " << dx.data()[i] << " vs " << fd);
+            CHECK(close(dx.data()[i], fd));
+        }
+        // 3) the weight rule, sum dY (X - W), is the derivative of the L2
+        //    surrogate -1/2 sum (X - W)^2 (zero padding included), not of -|X - W|
+        const std::size_t ho = (5 + 2 * pad - 3) / stride + 1, wo = (6 + 2 * pad - 3) / stride + 1;
+        auto surrogate = [&] {
+            double s = 0.0;
+            for (std::size_t n = 0; n < 2; ++n)
+                for (std::size_t oc = 0; oc < 3; ++oc)
+                    for (std::size_t oy = 0; oy < ho; ++oy)
+                        for (std::size_t ox = 0; ox < wo; ++ox) {
+                            double v = 0.0;
+                            for (std::size_t c = 0; c < 2; ++c)
+                                for (std::size_t ky = 0; ky < 3; ++ky)
+                                    for (std::size_t kx = 0; kx < 3; ++kx) {
+                                        const long iy = static_cast<long>(oy * stride + ky) - static_cast<long>(pad);
+                                        const long ix = static_cast<long>(ox * stride + kx) - static_cast<long>(pad);
+                                        const bool in = iy >= 0 && ix >= 0 && iy < 5 && ix < 6;
+                                        const double xv = in ? xs(n, c, static_cast<std::size_t>(iy),
+                                                                  static_cast<std::size_t>(ix))
+                                                             : 0.0;
+                                        const double d = xv - net.weight()(oc, c, ky, kx);
+                                        v -= 0.5 * d * d;
+                                    }
+                            s += v * r(n, oc, oy, ox);
+                        }
+            return s;
+        };
+        for (std::size_t i = 0; i < dw.size(); i += 2) {
+            const double fd = central(surrogate, net.weight().data()[i], 1e-2);
+            INFO("dW[" << i << "] " << dw.data()[i] << " vs " << fd);
+            CHECK(close(dw.data()[i], fd));
+        }
+    }
+}
+
+TEST_CASE("adder FIX8 computes the distance of the 8-bit codes") {
+    fr::rng g(17);
+    fr::adder_options o;
+    o.padding = 1;
+    o.precision = fr::adder_precision::fix8;
+    fr::adder_conv2d q(2, 3, 3, o);
+    o.precision = fr::adder_precision::fp32;
+    fr::adder_conv2d f(2, 3, 3, o);
+    q.reset_parameters(g);
+    fr::tensor4 x = random_tensor({2, 2, 6, 5}, g, 3.0f);
+    fr::context ctx;
+    (void)q.forward(ctx, x);
+    // the grid: a power of two with max(|x|, |w|) / scale in (63.5, 127]
+    float range = 0.0f;
+    for (const float v : x) range = std::max(range, std::fabs(v));
+    for (const float v : q.weight()) range = std::max(range, std::fabs(v));
+    const float scale = q.fix8_scale();
+    CHECK(std::exp2(std::round(std::log2(scale))) == scale);
+    CHECK(range / scale <= 127.0f);
+    CHECK(range / scale > 63.5f);
+    // oracle: the FP32 layer on the values rounded to that grid
+    fr::tensor4 xq = x;
+    for (auto& v : xq) v = std::clamp(std::nearbyint(v / scale), -127.0f, 127.0f) * scale;
+    for (std::size_t i = 0; i < q.weight().size(); ++i) {
+        f.weight().data()[i] = std::clamp(std::nearbyint(q.weight().data()[i] / scale), -127.0f, 127.0f) * scale;
+    }
+    const fr::tensor4 yq = q.forward(ctx, x);
+    const fr::tensor4& yf = f.forward(ctx, xq);
+    CHECK(yq == yf); // sums of at most 18 * 254 grid steps: exact in both
+    // backward on the quantized values (straight-through)
+    const fr::tensor4 r = random_tensor(fr::shape_of(yq), g);
+    const fr::tensor4 dxq = q.backward(ctx, r);
+    const fr::tensor4 dxf = f.backward(ctx, r);
+    for (std::size_t i = 0; i < dxq.size(); ++i) {
+        CHECK(close(dxq.data()[i], dxf.data()[i], 1e-5, 1e-5));
+    }
+}
+
+TEST_CASE("shift layer latent weight gradient path") {
+    fr::rng g(31);
+    for (const auto arith : {fr::shift_arithmetic::floating, fr::shift_arithmetic::fixed}) {
+        CAPTURE(static_cast<int>(arith));
+        fr::shift_options o;
+        o.stride = 1;
+        o.padding = 1;
+        o.arithmetic = arith;
+        fr::shift_conv2d s(2, 3, 3, o);
+        s.reset_parameters(g);
+        // integer P (the surrogate below is differentiable there), all three signs
+        for (std::size_t i = 0; i < s.shift().size(); ++i) {
+            s.shift().data()[i] = -static_cast<float>(g.below(6));
+            s.sign().data()[i] = i % 5 == 0 ? 0.1f : (i % 2 == 0 ? 0.9f : -1.2f);
+        }
+        fr::tensor4 x = random_tensor({2, 2, 5, 6}, g, 2.0f);
+        fr::context ctx;
+        const fr::tensor4 r = random_tensor(fr::shape_of(s.forward(ctx, x)), g);
+        const fr::tensor4 dx = s.backward(ctx, r);
+        // the same function as a float convolution with weights sign * 2^P
+        fr::conv2d ref(2, 3, 3, {1, 1, false});
+        auto set_ref = [&] {
+            for (std::size_t i = 0; i < ref.weight().size(); ++i) {
+                const float sg = s.sign().data()[i] > 0.5f ? 1.0f : (s.sign().data()[i] < -0.5f ? -1.0f : 0.0f);
+                ref.weight().data()[i] = sg * std::exp2(s.shift().data()[i]);
+            }
+        };
+        set_ref();
+        for (std::size_t i = 0; i < ref.weight().size(); ++i) {
+            REQUIRE(ref.weight().data()[i] == s.weight().data()[i]);
+        }
+        // forward equals the convolution (fixed point: within the input rounding 2^-17 per term)
+        const fr::tensor4 y = s.forward(ctx, x);
+        const fr::tensor4& yr = ref.forward(ctx, x);
+        for (std::size_t i = 0; i < y.size(); ++i) {
+            CHECK(close(y.data()[i], yr.data()[i], 5e-4, 1e-5));
+        }
+        auto objective = [&] { return dot(ref.forward(ctx, x), r); };
+        // dL/dW against a finite difference of the float convolution
+        for (std::size_t i = 0; i < ref.weight().size(); i += 2) {
+            const double fd = central(objective, ref.weight().data()[i], 1e-2);
+            CHECK(close(s.weight_grad()[i], fd));
+        }
+        for (std::size_t i = 0; i < ref.weight().size(); ++i) {
+            const float dw = s.weight_grad()[i];
+            // dL/dS is dL/dW, unscaled, whatever the sign
+            CHECK(s.sign_grad().data()[i] == dw);
+            // dL/dP = dL/dW * sign * 2^P * ln 2: the derivative of sign * 2^P at integer P
+            const float sg = ref.weight().data()[i] == 0.0f ? 0.0f : (ref.weight().data()[i] > 0 ? 1.0f : -1.0f);
+            float& p = s.shift().data()[i];
+            const float keep = p;
+            auto surrogate = [&] {
+                ref.weight().data()[i] = sg * std::exp2(p);
+                return objective();
+            };
+            const double fd = central(surrogate, p, 1e-2);
+            p = keep;
+            set_ref();
+            INFO("dP[" << i << "] " << s.shift_grad().data()[i] << " vs " << fd);
+            CHECK(close(s.shift_grad().data()[i], fd));
+            if (sg == 0.0f) {
+                CHECK(s.shift_grad().data()[i] == 0.0f);
+            }
+        }
+        // dx against a finite difference of the shift layer itself: it is linear
+        // in x, so a large step keeps the fixed-point rounding (2^-17) negligible
+        auto own = [&] { return dot(s.forward(ctx, x), r); };
+        for (std::size_t i = 0; i < x.size(); i += 3) {
+            CHECK(close(dx.data()[i], central(own, x.data()[i], 0.25)));
+        }
+    }
+}
+
+TEST_CASE("shift layer clamps P in place and reads ternary signs") {
+    fr::shift_conv2d s(1, 1, 2);
+    const float p[] = {0.4f, -20.0f, -3.5f, -2.5f};
+    const float sg[] = {0.6f, -0.6f, 0.5f, -0.2f};
+    std::copy(p, p + 4, s.shift().begin());
+    std::copy(sg, sg + 4, s.sign().begin());
+    s.refresh_weights();
+    CHECK(s.shift()(0, 0, 0, 0) == 0.0f);    // clamped to 0
+    CHECK(s.shift()(0, 0, 0, 1) == -14.0f);  // clamped to -14
+    CHECK(s.weight()(0, 0, 0, 0) == 1.0f);
+    CHECK(s.weight()(0, 0, 0, 1) == -std::ldexp(1.0f, -14));
+    CHECK(s.weight()(0, 0, 1, 0) == 0.0f);   // round(0.5) = 0 (ties to even): a zero weight
+    CHECK(s.weight()(0, 0, 1, 1) == 0.0f);
+    CHECK(s.nonzeros() == 2);
+    fr::shift_options t;
+    t.sign = fr::sign_rule::threshold;
+    t.threshold = 0.3f;
+    fr::shift_conv2d th(1, 1, 2, t);
+    std::copy(p, p + 4, th.shift().begin());
+    std::copy(sg, sg + 4, th.sign().begin());
+    th.refresh_weights();
+    CHECK(th.weight()(0, 0, 1, 0) == std::ldexp(1.0f, -4)); // 0.5 > 0.3, round(-3.5) = -4
+    CHECK(th.weight()(0, 0, 1, 1) == 0.0f);                 // |-0.2| <= 0.3
+    // frozen variants expose fewer parameters and do no weight-gradient work
+    fr::shift_options fs;
+    fs.freeze_sign = true;
+    fr::shift_conv2d a(1, 2, 3, fs);
+    std::vector<fr::parameter> ps;
+    a.collect_parameters(ps);
+    REQUIRE(ps.size() == 1);
+    CHECK(ps[0].name.ends_with(".shift"));
+    CHECK_FALSE(ps[0].decay);
+    fs.freeze_shift = true;
+    fr::shift_conv2d b(1, 2, 3, fs);
+    fr::rng g(1);
+    b.reset_parameters(g);
+    ps.clear();
+    b.collect_parameters(ps);
+    CHECK(ps.empty());
+    fr::cost_meter m;
+    fr::context ctx;
+    ctx.meter = &m;
+    const fr::tensor4 x = random_tensor({1, 1, 4, 4}, g);
+    const fr::tensor4 y = b.forward(ctx, x);
+    (void)b.backward(ctx, y);
+    CHECK(costs_of(m, b.name())[fr::phase::weight_gradient].ops.empty());
+    CHECK_FALSE(costs_of(m, b.name())[fr::phase::backward_input].ops.empty());
+}
+
+TEST_CASE("the meter records shifts and adds at their formats") {
+    fr::rng g(2);
+    const fr::tensor4 x = random_tensor({2, 2, 4, 5}, g); // 2 images, 20 output pixels each (3x3, pad 1)
+    fr::shift_options so;
+    so.padding = 1;
+    fr::shift_conv2d s(2, 3, 3, so); // 54 weights
+    s.set_name("s");
+    s.shift().fill(-2.0f);
+    s.sign().fill(0.0f);
+    for (std::size_t i = 0; i < 10; ++i) {
+        s.sign().data()[i * 5] = i % 2 == 0 ? 1.0f : -1.0f; // 10 nonzero weights
+    }
+    fr::cost_meter m;
+    fr::context ctx;
+    ctx.meter = &m;
+    const fr::tensor4 y = s.forward(ctx, x);
+    (void)s.backward(ctx, y);
+    const auto& sc = costs_of(m, "s");
+    using fr::op_format;
+    using fr::op_kind;
+    // forward: 2 images x 20 pixels x 10 nonzero weights = 400 shifts of int32 inputs, 400 int64 adds
+    CHECK(count_of(sc[fr::phase::forward], op_kind::shift, op_format::integer(32)) == 400);
+    CHECK(count_of(sc[fr::phase::forward], op_kind::add, op_format::integer(64)) == 400);
+    CHECK(sc[fr::phase::forward].count(op_kind::mac) == 0);
+    CHECK(sc[fr::phase::forward].ops.size() == 2);
+    // backward to inputs: the float shift path, same counts
+    CHECK(count_of(sc[fr::phase::backward_input], op_kind::shift, fr::fp32) == 400);
+    CHECK(count_of(sc[fr::phase::backward_input], op_kind::add, fr::fp32) == 400);
+    CHECK(sc[fr::phase::backward_input].ops.size() == 2);
+    // weight gradient: 2 x 3 x 18 x 20 = 2160 fp32 MACs, 2 x 54 multiplies for dP and dS
+    const fr::op_key mac{op_kind::mac, fr::fp32, fr::fp32};
+    CHECK(sc[fr::phase::weight_gradient].ops.at(mac) == 2160);
+    CHECK(count_of(sc[fr::phase::weight_gradient], op_kind::multiply, fr::fp32) == 108);
+
+    for (const auto prec : {fr::adder_precision::fp32, fr::adder_precision::fix8}) {
+        fr::adder_options ao;
+        ao.padding = 1;
+        ao.precision = prec;
+        fr::adder_conv2d a(2, 3, 3, ao);
+        a.reset_parameters(g);
+        a.set_name("a");
+        fr::cost_meter am;
+        ctx.meter = &am;
+        const fr::tensor4 ya = a.forward(ctx, x);
+        (void)a.backward(ctx, ya);
+        const auto& ac = costs_of(am, "a");
+        // F = 2 images x 3 outputs x 20 pixels x 18 taps = 2160
+        if (prec == fr::adder_precision::fp32) {
+            CHECK(count_of(ac[fr::phase::forward], op_kind::add, fr::fp32) == 4320);
+            CHECK(count_of(ac[fr::phase::forward], op_kind::abs, fr::fp32) == 2160);
+            CHECK(ac[fr::phase::forward].ops.size() == 2);
+        } else {
+            CHECK(count_of(ac[fr::phase::forward], op_kind::add, op_format::integer(8)) == 2160);
+            CHECK(count_of(ac[fr::phase::forward], op_kind::abs, op_format::integer(8)) == 2160);
+            CHECK(count_of(ac[fr::phase::forward], op_kind::add, op_format::integer(32)) == 2160);
+            CHECK(ac[fr::phase::forward].ops.size() == 3);
+        }
+        CHECK(ac[fr::phase::forward].count(op_kind::mac) == 0);
+        CHECK(count_of(ac[fr::phase::weight_gradient], op_kind::add, fr::fp32) == 2160);
+        CHECK(ac[fr::phase::weight_gradient].ops.at(mac) == 2160 + 54); // + the norm of the scaling
+        CHECK(count_of(ac[fr::phase::weight_gradient], op_kind::multiply, fr::fp32) == 54);
+        CHECK(count_of(ac[fr::phase::backward_input], op_kind::add, fr::fp32) == 2160);
+        CHECK(count_of(ac[fr::phase::backward_input], op_kind::compare, fr::fp32) == 4320);
+        CHECK(ac[fr::phase::backward_input].ops.at(mac) == 2160);
+    }
+}
+
+TEST_CASE("shift and adder dense layers flatten their input") {
+    fr::rng g(6);
+    fr::shift_options so;
+    so.arithmetic = fr::shift_arithmetic::floating;
+    fr::shift_dense s(6, 4, so);
+    s.reset_parameters(g);
+    fr::adder_options ao;
+    ao.eta = 0.0f;
+    ao.weight_rule = kr::l1_weight_rule::sign;
+    ao.input_rule = kr::l1_input_rule::sign;
+    fr::adder_dense a(6, 4, ao);
+    a.reset_parameters(g);
+    fr::tensor4 x = random_tensor({3, 2, 1, 3}, g);
+    fr::context ctx;
+    const auto& ys = s.forward(ctx, x);
+    REQUIRE(fr::shape_of(ys) == fr::shape4{3, 4, 1, 1});
+    for (std::size_t n = 0; n < 3; ++n) {
+        for (std::size_t o = 0; o < 4; ++o) {
+            double ref = 0.0;
+            for (std::size_t i = 0; i < 6; ++i) {
+                ref += static_cast<double>(s.core().weight().data()[o * 6 + i]) * x.data()[n * 6 + i];
+            }
+            CHECK(close(ys(n, o, 0, 0), ref, 1e-6, 1e-6));
+        }
+    }
+    snap(a.core().weight(), 0.25f, 0.0625f);
+    snap(x, 0.25f, 0.1875f);
+    gradcheck::check(a, x);
+    CHECK_THROWS_AS(s.forward(ctx, random_tensor({1, 5, 1, 1}, g)), fr::shape_error);
+}
+
+TEST_CASE("shiftaddnet resnet-20 structure and save load") {
+    auto net = fr::shiftaddnet_resnet(20, 1, 10, 3);
+    std::size_t shifts = 0, adders = 0;
+    std::vector<fr::parameter> ps;
+    net.collect_parameters(ps);
+    for (const auto& p : ps) {
+        shifts += p.name.ends_with(".shift.shift") ? 1 : 0;
+        adders += p.name.ends_with(".adder.weight") ? 1 : 0;
+    }
+    CHECK(shifts == 20); // 18 block convolutions and 2 projection shortcuts
+    CHECK(adders == 20);
+    CHECK(net.output_shape({2, 1, 28, 28}) == fr::shape4{2, 10, 1, 1});
+    CHECK(net.get<2>()[3].conv1().shift_layer().in_channels() == 16);
+    CHECK(net.get<2>()[3].conv1().adder_layer().in_channels() == 32);
+    CHECK(net.get<2>()[3].conv1().shift_layer().options().stride == 2);
+    CHECK(net.get<2>()[3].conv1().adder_layer().options().stride == 1);
+    auto twin = fr::shiftaddnet_resnet(20, 1, 10, 4);
+    fr::archive_writer w;
+    net.save(w);
+    fr::archive_reader r(w.bytes(), "test archive");
+    twin.load(r);
+    CHECK(r.remaining() == 0);
+    std::vector<fr::parameter> pt;
+    twin.collect_parameters(pt);
+    REQUIRE(pt.size() == ps.size());
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        CHECK(std::equal(ps[i].value.begin(), ps[i].value.end(), pt[i].value.begin()));
+    }
+    auto adder_only = fr::adder_resnet(20, 1, 10, 3);
+    fr::archive_reader r2(w.bytes(), "test archive");
+    CHECK_THROWS_AS(adder_only.load(r2), fr::io_error);
+}
+
+TEST_CASE("a tiny shiftaddnet and its ablations learn a small batch") {
+    fr::rng g(9);
+    const fr::tensor4 x = random_tensor({16, 1, 10, 10}, g);
+    xt::xtensor<std::int32_t, 1> labels = xt::xtensor<std::int32_t, 1>::from_shape({16});
+    for (std::size_t i = 0; i < 16; ++i) {
+        labels(i) = static_cast<std::int32_t>(i % 4);
+    }
+    auto run = [&](auto net, const std::string& what) {
+        CAPTURE(what);
+        fr::optimizer<> opt(fr::parameters_of(net), fr::sgd{0.9f, 1e-4f, false});
+        fr::softmax_cross_entropy loss;
+        fr::cost_meter m;
+        fr::context ctx;
+        ctx.meter = &m;
+        float first = 0.0f, last = 0.0f;
+        for (int step = 0; step < 12; ++step) {
+            const float l = loss.forward(net.forward(ctx, x), labels);
+            REQUIRE(std::isfinite(l));
+            if (step == 0) {
+                first = l;
+            }
+            last = l;
+            (void)net.backward(ctx, loss.backward());
+            opt.step(ctx, 0.05f);
+        }
+        MESSAGE(what << ": loss " << first << " -> " << last);
+        CHECK(last < 0.7f * first);
+        return m.all_ops();
+    };
+    const auto ops = run(fr::shiftaddnet_resnet(8, 1, 4, 2, 4), "shiftaddnet");
+    // the blocks ran on shifts and adds
+    CHECK(ops.at(fr::op_key{fr::op_kind::shift, fr::op_format::integer(32), fr::op_format::integer(32)}) > 0);
+    CHECK(ops.at(fr::op_key{fr::op_kind::abs, fr::fp32, fr::fp32}) > 0);
+    (void)run(fr::shift_resnet(8, 1, 4, 2, 4), "shift only");
+    (void)run(fr::adder_resnet(8, 1, 4, 2, 4), "adder only");
+    (void)run(fr::shiftaddnet_resnet<fr::shiftadd_config<fr::adder_precision::fix8>>(8, 1, 4, 2, 4), "fix8");
+    (void)run(fr::shiftaddnet_resnet<fr::shiftadd_config<fr::adder_precision::fp32, true>>(8, 1, 4, 2, 4),
+              "fixed shift");
+}
+
+} // TEST_SUITE

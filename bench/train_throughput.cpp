@@ -136,10 +136,15 @@ int main(int argc, char** argv) {
             off.push_back(rates[i]);
             on.push_back(rates[i + 1]);
         }
+        std::vector<double> ratio;
+        for (std::size_t i = 0; i < off.size(); ++i) {
+            ratio.push_back(off[i] / on[i]);
+        }
         const double a = median(off), b = median(on);
         std::printf("frugal %s batch 128 threads %d: meter off median %.1f images/s, meter on median %.1f images/s, "
-                    "meter overhead %+.2f%% of training time (%d interleaved run pairs; off/on:",
-                    model.c_str(), threads, a, b, 100.0 * (a / b - 1.0), runs);
+                    "meter overhead %+.2f%% of training time (ratio of medians), %+.2f%% (median of the pairs' "
+                    "ratios) (%d interleaved run pairs; off/on:",
+                    model.c_str(), threads, a, b, 100.0 * (a / b - 1.0), 100.0 * (median(ratio) - 1.0), runs);
         for (std::size_t i = 0; i < off.size(); ++i) {
             std::printf(" %.0f/%.0f", off[i], on[i]);
         }

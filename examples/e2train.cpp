@@ -22,7 +22,9 @@
 #include <type_traits>
 #include <vector>
 
+#include <frugal/cost/energy.hpp>
 #include <frugal/cost/meter.hpp>
+#include <frugal/cost/report.hpp>
 #include <frugal/data/batch.hpp>
 #include <frugal/data/fashion_mnist.hpp>
 #include <frugal/layers/gated.hpp>
@@ -142,6 +144,13 @@ int run(Model& net, const settings& s, UpdateRule update, Sampler sampler, fruga
                 train_seconds, train_seconds / static_cast<double>(result.history.size()),
                 static_cast<unsigned long long>(executed), static_cast<unsigned long long>(nominal));
     print_costs(ops);
+    if (!o.out_dir.empty()) { // the run's report, for frugal-report
+        const frugal::run_report report = frugal::make_report(s.recipe, "resnet" + std::to_string(s.depth),
+                                                              result.history, result.meter,
+                                                              {{"recipe", s.recipe}, {"epochs", std::to_string(s.epochs)}});
+        frugal::write_run(o.out_dir, report, frugal::energy_table::horowitz_45nm());
+        std::printf("report: %s/run.json (compare runs with frugal-report)\n", o.out_dir.string().c_str());
+    }
     if (use_swa && swa.count() > 0) {
         swa.swap();
         recompute_batchnorm(net, train_data, 100);

@@ -124,10 +124,14 @@ struct image_dataset {
     image_dataset d;
     const std::size_t n = im.dims[0];
     d.images = u8tensor4::from_shape({n, 1, im.dims[1], im.dims[2]});
-    std::memcpy(d.images.data(), im.bytes.data(), im.bytes.size());
+    if (!im.bytes.empty()) { // an empty tensor's data() may be null
+        std::memcpy(d.images.data(), im.bytes.data(), im.bytes.size());
+    }
     im.bytes = {}; // give the memory back before the label copy
     d.labels = xt::xtensor<std::uint8_t, 1>::from_shape({n});
-    std::memcpy(d.labels.data(), lb.bytes.data(), n);
+    if (n > 0) {
+        std::memcpy(d.labels.data(), lb.bytes.data(), n);
+    }
     d.classes = classes;
     d.name = std::move(name);
     return d;

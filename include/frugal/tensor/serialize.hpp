@@ -59,6 +59,9 @@ public:
 
 private:
     void raw(const void* p, std::size_t n) {
+        if (n == 0) {
+            return;
+        }
         const auto* b = static_cast<const std::uint8_t*>(p);
         buf_.insert(buf_.end(), b, b + n);
     }
@@ -149,6 +152,9 @@ private:
     void raw(void* p, std::size_t n) {
         if (n > remaining()) {
             fail(pos_, detail::concat("truncated: needed ", n, " more bytes, ", remaining(), " remain"));
+        }
+        if (n == 0) {
+            return; // an empty tensor's data() may be null, which memcpy forbids even for zero bytes
         }
         std::memcpy(p, data_.data() + pos_, n);
         pos_ += n;

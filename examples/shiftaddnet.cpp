@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <string>
 
+#include <frugal/cost/report.hpp>
 #include <frugal/data/batch.hpp>
 #include <frugal/data/fashion_mnist.hpp>
 #include <frugal/model/zoo/resnet.hpp>
@@ -29,6 +30,8 @@ struct recipe {
     std::size_t epochs, batch;
     double lr, weight_decay;
     std::string schedule;
+    std::string name;  // run name in run.json: the model and its modes
+    std::string model; // e.g. resnet20
 };
 
 template <class Model>
@@ -50,6 +53,14 @@ int train(Model& net, const recipe& r, frugal::batch_loader& train_data, frugal:
     std::printf("operations executed by this run (training and evaluation, all layers):\n");
     for (const auto& [key, count] : result.meter.all_ops()) {
         std::printf("  %-22s %20llu\n", key.name().c_str(), static_cast<unsigned long long>(count));
+    }
+    if (!o.out_dir.empty()) { // the run's report, for frugal-report
+        const frugal::run_report report =
+            frugal::make_report(r.name, r.model, result.history, result.meter,
+                                {{"epochs", std::to_string(r.epochs)}, {"lr", std::to_string(r.lr)},
+                                 {"schedule", r.schedule}});
+        frugal::write_run(o.out_dir, report, frugal::energy_table::horowitz_45nm());
+        std::printf("report: %s/run.json (compare runs with frugal-report)\n", o.out_dir.string().c_str());
     }
     return 0;
 }
@@ -115,6 +126,8 @@ int main(int argc, char** argv) try {
                 train_set.size());
     const auto s = static_cast<std::uint64_t>(seed);
     const auto d = static_cast<std::size_t>(depth);
+    r.name = model + (fix8 ? "-fix8" : "") + (fixed_shift ? "-fixed-shift" : "");
+    r.model = "resnet" + std::to_string(depth);
     using fp = frugal::shiftadd_config<frugal::adder_precision::fp32, false>;
     using fp_fixed = frugal::shiftadd_config<frugal::adder_precision::fp32, true>;
     using q8 = frugal::shiftadd_config<frugal::adder_precision::fix8, false>;

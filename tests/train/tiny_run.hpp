@@ -22,7 +22,7 @@ struct run_result {
 };
 
 inline run_result run(const std::filesystem::path& out, std::uint64_t epochs, std::uint64_t stop_after = 0,
-                      std::size_t images = 4096, float lr = 0.02f) {
+                      std::size_t images = 1024, float lr = 0.02f) {
     static std::map<std::size_t, frugal::image_dataset> subsets; // one per size, loaded once
     auto it = subsets.find(images);
     if (it == subsets.end()) {

@@ -16,7 +16,7 @@ epochs=${3:-6}
 subset=${4:-8192}
 seeds=${5:-1 2}
 depth=${6:-38}
-smd_epochs=$(( (4 * epochs + 2) / 3 ))
+smd_epochs=$(( (4 * epochs + 1) / 3 ))
 if [ ! -x "$build/examples/e2train" ] || [ ! -x "$build/examples/frugal-report" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DFRUGAL_ARCH=native >/dev/null
   cmake --build "$build" -j 2 --target e2train frugal-report

@@ -177,8 +177,10 @@ int main(int argc, char** argv) try {
     s.p_drop = a.real("p-drop", 0.5, "SMD: drop probability of a mini-batch");
     s.smd_momentum_step = a.flag("smd-momentum-step", false, "SMD: dropped batches still take a zero-gradient step");
     s.slu.target_exec = static_cast<float>(1.0 - a.real("skip", 0.4, "SLU: target skip ratio (0.2, 0.4, 0.6)"));
-    s.slu.alpha = static_cast<float>(a.real("alpha", 1e-5, "SLU: regularizer weight"));
+    const double alpha = a.real("alpha", 0.0,
+                                "SLU: regularizer weight (0: 1e-3 in execute mode, SPEC's 1e-5 in simulate mode)");
     const std::string slu_mode = a.str("slu-mode", "execute", "SLU: execute (skip for real) or simulate");
+    s.slu.alpha = static_cast<float>(alpha); // 0: slu_options picks by mode
     s.psg.beta = static_cast<float>(a.real("beta", 0.05, "PSG: tau = beta * max |g_msb|"));
     s.swa = a.flag("swa", true, "PSG: stochastic weight averaging from 75% of the epochs");
     const std::string subset = a.str("subset", "0", "train on this many images (0: all 60000; small: 1024)");
@@ -242,7 +244,7 @@ int main(int argc, char** argv) try {
         std::printf("  SMD: p %.2f, %s\n", s.p_drop, s.smd_momentum_step ? "zero-gradient step on drops" : "drops do nothing");
     }
     if (s.recipe == "slu" || s.recipe == "e2train") {
-        std::printf("  SLU: target execution %.0f%%, alpha %g, %s mode\n", 100.0 * s.slu.target_exec, s.slu.alpha,
+        std::printf("  SLU: target execution %.0f%%, alpha %g, %s mode\n", 100.0 * s.slu.target_exec, s.slu.effective_alpha(),
                     slu_mode.c_str());
     }
     if (psg_recipe) {

@@ -20,39 +20,16 @@
 #include <unistd.h>
 
 #include <frugal/cost/json.hpp>
+#include "temp_dir.hpp"
 
 namespace fr = frugal;
 namespace json = frugal::json;
 
+using test::read_text;
+using test::temp_dir;
+
 namespace {
 
-/// A fresh folder under the system's temporary directory, removed with its
-/// content on destruction.
-class temp_dir {
-public:
-    temp_dir() {
-        std::random_device rd;
-        const auto base = std::filesystem::temp_directory_path();
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            path_ = base / ("frugal-json-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-            if (std::filesystem::create_directory(path_)) {
-                return;
-            }
-        }
-        FAIL("cannot create a temporary folder under " << base.string());
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

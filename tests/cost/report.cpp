@@ -17,29 +17,18 @@
 #include <frugal/train/trainer.hpp>
 
 #include "cost/xml_check.hpp"
+#include "temp_dir.hpp"
 
 namespace fr = frugal;
 using fr::op_kind;
 using fr::phase;
 
+using test::read_text;
+using test::temp_dir;
+
 namespace {
 
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        static int counter = 0;
-        path = std::filesystem::temp_directory_path() /
-               ("frugal-report-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        std::filesystem::remove_all(path);
-    }
-    ~temp_dir() { std::filesystem::remove_all(path); }
-};
 
-std::string read_text(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    REQUIRE(in.good());
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& file) {
     std::vector<std::vector<std::string>> rows;
@@ -103,8 +92,8 @@ TEST_CASE("a run folder parses back to the report that wrote it") {
     temp_dir dir;
     const auto table = fr::energy_table::horowitz_45nm();
     const auto r = sample_run("fp32", 1.0, 0.9);
-    fr::write_run(dir.path, r, table);
-    const auto back = fr::read_run(dir.path);
+    fr::write_run(dir.path(), r, table);
+    const auto back = fr::read_run(dir.path());
     CHECK(back.name == "fp32");
     CHECK(back.model == "lenet5");
     CHECK(back.settings == r.settings);
@@ -125,11 +114,11 @@ TEST_CASE("a run folder parses back to the report that wrote it") {
         CHECK(back.layers[i].seconds == r.layers[i].seconds);
     }
     // run.json names the energy table it priced with
-    const std::string json = read_text(dir.path / "run.json");
+    const std::string json = read_text(dir.path() / "run.json");
     CHECK(json.find("45nm") != std::string::npos);
 
     // epochs.csv: a header and one line per epoch; energy and cumulative energy as computed by hand
-    const auto rows = read_csv(dir.path / "epochs.csv");
+    const auto rows = read_csv(dir.path() / "epochs.csv");
     REQUIRE(rows.size() == 4);
     REQUIRE(rows[0].size() == 13);
     CHECK(rows[0][0] == "epoch");
@@ -143,7 +132,7 @@ TEST_CASE("a run folder parses back to the report that wrote it") {
         CHECK(std::stod(rows[e][12]) == doctest::Approx(per_epoch * static_cast<double>(e)).epsilon(1e-5));
     }
     // layers.csv: one line per layer, phase and operation
-    const auto lrows = read_csv(dir.path / "layers.csv");
+    const auto lrows = read_csv(dir.path() / "layers.csv");
     REQUIRE(lrows.size() == 1 + 5);
     CHECK(lrows[1][0] == "stem.conv");
     CHECK(lrows[1][1] == "forward");
@@ -152,10 +141,10 @@ TEST_CASE("a run folder parses back to the report that wrote it") {
     CHECK(std::stod(lrows[1][4]) == doctest::Approx(1000 * 4.6e-12));
 
     // the SVGs: well-formed; four curve panels of two series; a bar series per phase
-    const std::string curves = read_text(dir.path / "curves.svg");
+    const std::string curves = read_text(dir.path() / "curves.svg");
     CHECK(xmlcheck::xml_error(curves).empty());
     CHECK(count(curves, "class=\"series\"") == 8);
-    const std::string bars = read_text(dir.path / "layer-energy.svg");
+    const std::string bars = read_text(dir.path() / "layer-energy.svg");
     CHECK(xmlcheck::xml_error(bars).empty());
     CHECK(count(bars, "class=\"series\"") == 4);
 }
@@ -180,26 +169,26 @@ TEST_CASE("the comparison table and plot show savings against the baseline") {
     CHECK_THROWS_AS(fr::print_comparison(os, runs, 2, table), fr::error);
 
     temp_dir dir;
-    std::filesystem::create_directories(dir.path);
-    fr::write_comparison_plot(dir.path / "compare.svg", runs, table);
-    const std::string doc = read_text(dir.path / "compare.svg");
+    std::filesystem::create_directories(dir.path());
+    fr::write_comparison_plot(dir.path() / "compare.svg", runs, table);
+    const std::string doc = read_text(dir.path() / "compare.svg");
     CHECK(xmlcheck::xml_error(doc).empty());
     CHECK(count(doc, "class=\"series\"") == 2);
 }
 
 TEST_CASE("corrupt run files are rejected naming the file") {
     temp_dir dir;
-    std::filesystem::create_directories(dir.path);
-    std::ofstream(dir.path / "run.json") << R"({"format": "frugal-run/1", "name": "x"})";
+    std::filesystem::create_directories(dir.path());
+    std::ofstream(dir.path() / "run.json") << R"({"format": "frugal-run/1", "name": "x"})";
     try {
-        (void)fr::read_run(dir.path);
+        (void)fr::read_run(dir.path());
         FAIL("a report without epochs was accepted");
     } catch (const fr::io_error& e) {
         CHECK(std::string(e.what()).find("run.json") != std::string::npos);
     }
-    std::ofstream(dir.path / "run.json") << R"({"name": "x"})";
-    CHECK_THROWS_AS((void)fr::read_run(dir.path), fr::io_error);
-    CHECK_THROWS_AS((void)fr::read_run(dir.path / "missing"), fr::io_error);
+    std::ofstream(dir.path() / "run.json") << R"({"name": "x"})";
+    CHECK_THROWS_AS((void)fr::read_run(dir.path()), fr::io_error);
+    CHECK_THROWS_AS((void)fr::read_run(dir.path() / "missing"), fr::io_error);
 }
 
 } // TEST_SUITE

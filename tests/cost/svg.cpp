@@ -24,45 +24,17 @@
 #include <frugal/cost/svg.hpp>
 
 #include "cost/xml_check.hpp"
+#include "temp_dir.hpp"
 
 namespace fr = frugal;
 namespace svg = frugal::svg;
 
+using test::read_text;
+using test::temp_dir;
+
 namespace {
 
-/// A fresh folder under the system's temporary directory, removed with its
-/// content on destruction.
-class temp_dir {
-public:
-    temp_dir() {
-        std::random_device rd;
-        const auto base = std::filesystem::temp_directory_path();
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            path_ = base / ("frugal-svg-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-            if (std::filesystem::create_directory(path_)) {
-                return;
-            }
-        }
-        FAIL("cannot create a temporary folder under " << base.string());
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
-private:
-    std::filesystem::path path_;
-};
-
-std::string read_text(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    REQUIRE(in.good());
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 

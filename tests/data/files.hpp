@@ -20,40 +20,12 @@
 
 #include <frugal/error.hpp>
 
+#include "temp_dir.hpp"
+
 namespace test {
 
 using bytes = std::vector<std::uint8_t>;
 
-/// A fresh folder under the system's temporary directory, removed with its
-/// content on destruction.
-class temp_dir {
-public:
-    temp_dir() {
-        std::random_device rd;
-        const auto base = std::filesystem::temp_directory_path();
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            const auto name = "frugal-test-" + std::to_string(::getpid()) + "-" +
-                              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-" +
-                              std::to_string(rd());
-            path_ = base / name;
-            if (std::filesystem::create_directory(path_)) {
-                return;
-            }
-        }
-        FAIL("cannot create a temporary folder under " << base.string());
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-    [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    std::filesystem::path path_;
-};
 
 inline void write_raw(const std::filesystem::path& file, const bytes& b) {
     std::ofstream out(file, std::ios::binary);

@@ -503,4 +503,16 @@ TEST_CASE("gated resnet trains a step and round-trips through a checkpoint") {
     CHECK(same(net.forward(ev, x), other.forward(ev, x)));
 }
 
+TEST_CASE("the regularizer weight defaults by mode and a given one is kept") {
+    fr::slu_options o;
+    CHECK(o.mode == fr::slu_mode::execute);
+    CHECK(o.effective_alpha() == 1e-3f); // execute: the controller must beat the lean towards skipping
+    o.mode = fr::slu_mode::simulate;
+    CHECK(o.effective_alpha() == 1e-5f); // SPEC's value
+    o.alpha = 2e-4f;
+    CHECK(o.effective_alpha() == 2e-4f);
+    o.mode = fr::slu_mode::execute;
+    CHECK(o.effective_alpha() == 2e-4f);
+}
+
 } // TEST_SUITE

@@ -3,11 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include <frugal/numeric/random.hpp>
 #include <frugal/tensor/im2col.hpp>
 #include <frugal/tensor/kernels/gemm.hpp>
+#include <frugal/tensor/kernels/igemm.hpp>
 #include <frugal/tensor/parallel.hpp>
 
 namespace fr = frugal;
@@ -74,6 +77,69 @@ TEST_CASE("sgemm_nt equals the reference on odd shapes") {
             }
         }
     }
+}
+
+TEST_CASE("int8 gemm equals the reference exactly on odd shapes") {
+    INFO("path " << fr::kernels::igemm_path());
+    fr::rng g(5);
+    for (std::size_t m : {1u, 2u, 7u, 8u, 9u, 17u, 33u}) {
+        for (std::size_t n : {1u, 5u, 16u, 17u, 31u, 32u, 33u, 70u}) {
+            for (std::size_t k : {1u, 2u, 3u, 4u, 5u, 9u, 63u, 144u, 301u}) {
+                const std::size_t lda = k + 3, ldb = n + 2, ldc = n + 1; // leading dimensions past the width
+                std::vector<std::uint8_t> a(m * lda);
+                std::vector<std::int8_t> b(k * ldb);
+                for (auto& v : a) {
+                    v = static_cast<std::uint8_t>(g.below(256));
+                }
+                for (auto& v : b) {
+                    v = static_cast<std::int8_t>(static_cast<int>(g.below(256)) - 128);
+                }
+                std::vector<std::int32_t> c(m * ldc, 7), ref(m * ldc, 7);
+                fr::kernels::packed_s8 p;
+                fr::kernels::pack_s8(k, n, b.data(), ldb, p);
+                fr::kernels::igemm_u8s8(m, a.data(), lda, p, c.data(), ldc);
+                fr::kernels::igemm_u8s8_reference(m, n, k, a.data(), lda, b.data(), ldb, ref.data(), ldc);
+                INFO("m " << m << " n " << n << " k " << k);
+                CHECK(c == ref); // the padding column (7) must be left alone as well
+                for (std::size_t j = 0; j < n; ++j) {
+                    std::int32_t s = 0;
+                    for (std::size_t q = 0; q < k; ++q) {
+                        s += b[q * ldb + j];
+                    }
+                    REQUIRE(p.col_sums[j] == s);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("int8 gemm is exact at the extremes and refuses an inner dimension that could overflow") {
+    // every product at its largest magnitude, over the longest allowed k
+    const std::size_t k = fr::kernels::igemm_max_k, m = 3, n = 18;
+    std::vector<std::uint8_t> a(m * k, 255);
+    std::vector<std::int8_t> b(k * n, -128);
+    for (std::size_t j = 0; j < n; j += 2) {
+        for (std::size_t q = 0; q < k; ++q) {
+            b[q * n + j] = 127;
+        }
+    }
+    fr::kernels::packed_s8 p;
+    fr::kernels::pack_s8(k, n, b.data(), n, p);
+    std::vector<std::int32_t> c(m * n);
+    fr::kernels::igemm_u8s8_parallel(m, a.data(), k, p, c.data(), n);
+    for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+            const std::int64_t expect = static_cast<std::int64_t>(k) * 255 * (j % 2 == 0 ? 127 : -128);
+            REQUIRE(c[i * n + j] == expect);
+        }
+    }
+    try {
+        fr::kernels::pack_s8(k + 1, n, b.data(), n, p);
+        FAIL("no error");
+    } catch (const fr::error& e) {
+        CHECK(std::string(e.what()).find("65793") != std::string::npos);
+    }
+    CHECK_THROWS_AS(fr::kernels::pack_s8(0, n, b.data(), n, p), fr::error);
 }
 
 TEST_CASE("im2col equals the reference and col2im is its adjoint") {

@@ -19,35 +19,23 @@
 #include <unistd.h>
 
 #include "train/tiny_run.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace fr = frugal;
 
 extern char** environ;
 
-namespace {
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        path = fs::temp_directory_path() / ("frugal-trainer-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-        fs::remove_all(path);
-    }
-    ~temp_dir() { fs::remove_all(path); }
-    static int& counter() {
-        static int c = 0;
-        return c;
-    }
-};
-} // namespace
+using test::temp_dir;
 
 TEST_SUITE("train/trainer") {
 
 TEST_CASE("a stopped and resumed run equals an uninterrupted one bit for bit") {
     temp_dir a, b;
-    const auto whole = tiny::run(a.path, 3);
-    const auto first = tiny::run(b.path, 3, 1); // "interrupted" after one epoch
+    const auto whole = tiny::run(a.path(), 3);
+    const auto first = tiny::run(b.path(), 3, 1); // "interrupted" after one epoch
     REQUIRE(first.fit.history.size() == 1);
-    const auto rest = tiny::run(b.path, 3);     // resumes from b/checkpoint.bin
+    const auto rest = tiny::run(b.path(), 3);     // resumes from b/checkpoint.bin
     CHECK(rest.fit.resumed);
     CHECK(rest.fit.resumed_from == 1);
     REQUIRE(rest.fit.history.size() == 3);
@@ -57,7 +45,7 @@ TEST_CASE("a stopped and resumed run equals an uninterrupted one bit for bit") {
         CHECK(whole.fit.history[e].train_loss == rest.fit.history[e].train_loss);
     }
     // the metrics CSV has a header and one line per epoch
-    std::ifstream csv(b.path / "metrics.csv");
+    std::ifstream csv(b.path() / "metrics.csv");
     std::string line;
     int lines = 0;
     while (std::getline(csv, line)) {
@@ -68,9 +56,9 @@ TEST_CASE("a stopped and resumed run equals an uninterrupted one bit for bit") {
 
 TEST_CASE("a run killed by SIGKILL resumes to the same weights") {
     temp_dir a, b;
-    const auto whole = tiny::run(a.path, 4, 0, 8192);
+    const auto whole = tiny::run(a.path(), 4, 0, 8192);
     std::string child = FRUGAL_TEST_KILL_CHILD;
-    std::string out = b.path.string();
+    std::string out = b.path().string();
     std::string epochs = "4";
     std::string images = "8192"; // the same run as `whole`
     char* args[] = {child.data(), out.data(), epochs.data(), images.data(), nullptr};
@@ -78,18 +66,18 @@ TEST_CASE("a run killed by SIGKILL resumes to the same weights") {
     REQUIRE(posix_spawn(&pid, child.c_str(), nullptr, nullptr, args, environ) == 0);
     // wait for the first checkpoint, then kill the child in the middle of a later epoch
     const auto start = std::chrono::steady_clock::now();
-    while (!fs::exists(b.path / "checkpoint.bin") &&
+    while (!fs::exists(b.path() / "checkpoint.bin") &&
            std::chrono::steady_clock::now() - start < std::chrono::seconds(120)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    REQUIRE(fs::exists(b.path / "checkpoint.bin"));
+    REQUIRE(fs::exists(b.path() / "checkpoint.bin"));
     std::this_thread::sleep_for(std::chrono::milliseconds(150));
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
     const bool killed = WIFSIGNALED(status);
     INFO("the child " << (killed ? "was killed" : "finished before the kill"));
-    const auto resumed = tiny::run(b.path, 4, 0, 8192);
+    const auto resumed = tiny::run(b.path(), 4, 0, 8192);
     CHECK(resumed.fit.resumed);
     REQUIRE(whole.weights.size() == resumed.weights.size());
     CHECK(std::memcmp(whole.weights.data(), resumed.weights.data(), whole.weights.size() * sizeof(float)) == 0);
@@ -97,36 +85,36 @@ TEST_CASE("a run killed by SIGKILL resumes to the same weights") {
 
 TEST_CASE("a diverging run stops with a clear error and keeps the last good checkpoint") {
     temp_dir d;
-    (void)tiny::run(d.path, 3, 1); // one good epoch
-    const auto good = fr::read_checkpoint(d.path / "checkpoint.bin");
+    (void)tiny::run(d.path(), 3, 1); // one good epoch
+    const auto good = fr::read_checkpoint(d.path() / "checkpoint.bin");
     try {
-        (void)tiny::run(d.path, 3, 0, 1024, 1e6f); // resumes, then explodes
+        (void)tiny::run(d.path(), 3, 0, 1024, 1e6f); // resumes, then explodes
         FAIL("no divergence error");
     } catch (const fr::divergence_error& e) {
         const std::string m = e.what();
         CHECK(m.find("epoch 2") != std::string::npos);
         CHECK(m.find("checkpoint.bin") != std::string::npos);
     }
-    CHECK(fr::read_checkpoint(d.path / "checkpoint.bin") == good);
+    CHECK(fr::read_checkpoint(d.path() / "checkpoint.bin") == good);
 }
 
 TEST_CASE("unwritable output folders and corrupt checkpoints give clear errors") {
     temp_dir d;
-    fs::create_directories(d.path);
+    fs::create_directories(d.path());
     {
-        std::ofstream f(d.path / "a-file");
+        std::ofstream f(d.path() / "a-file");
         f << "x";
     }
-    CHECK_THROWS_AS((void)tiny::run(d.path / "a-file" / "sub", 1), fr::io_error);
+    CHECK_THROWS_AS((void)tiny::run(d.path() / "a-file" / "sub", 1), fr::io_error);
     if (::geteuid() != 0) { // root ignores permissions
-        fs::create_directories(d.path / "ro");
-        fs::permissions(d.path / "ro", fs::perms::owner_read | fs::perms::owner_exec);
-        CHECK_THROWS_AS((void)tiny::run(d.path / "ro", 1), fr::io_error);
+        fs::create_directories(d.path() / "ro");
+        fs::permissions(d.path() / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+        CHECK_THROWS_AS((void)tiny::run(d.path() / "ro", 1), fr::io_error);
     }
     // a corrupt checkpoint: one flipped byte
     temp_dir c;
-    (void)tiny::run(c.path, 2, 1);
-    const fs::path ck = c.path / "checkpoint.bin";
+    (void)tiny::run(c.path(), 2, 1);
+    const fs::path ck = c.path() / "checkpoint.bin";
     {
         std::fstream f(ck, std::ios::in | std::ios::out | std::ios::binary);
         f.seekp(100);
@@ -137,7 +125,7 @@ TEST_CASE("unwritable output folders and corrupt checkpoints give clear errors")
         f.write(&byte, 1);
     }
     try {
-        (void)tiny::run(c.path, 2);
+        (void)tiny::run(c.path(), 2);
         FAIL("no error");
     } catch (const fr::io_error& e) {
         CHECK(std::string(e.what()).find("checksum") != std::string::npos);
@@ -145,7 +133,7 @@ TEST_CASE("unwritable output folders and corrupt checkpoints give clear errors")
     }
     // a truncated one
     fs::resize_file(ck, fs::file_size(ck) / 2);
-    CHECK_THROWS_AS((void)tiny::run(c.path, 2), fr::io_error);
+    CHECK_THROWS_AS((void)tiny::run(c.path(), 2), fr::io_error);
     // not a checkpoint at all
     {
         std::ofstream f(ck, std::ios::trunc);

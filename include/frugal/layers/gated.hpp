@@ -62,11 +62,20 @@ enum class gate_override : std::uint8_t { none, all_on, all_off };
 
 /// SLU's hyperparameters (data, not types).
 struct slu_options {
-    float alpha = 1e-5f;        ///< weight of the computation-aware regularizer [impl]
+    /// Weight of the computation-aware regularizer; 0 (the default) picks by
+    /// mode: SPEC's 1e-5 [impl] in simulate mode, 1e-3 in execute mode, where
+    /// only executed samples give the gate a gradient (a gradient that leans
+    /// towards skipping) and 1e-5 lets every gate collapse to "skip"
+    /// (measured: docs/e2train.md, "SLU: the regularizer weight in execute mode").
+    float alpha = 0.0f;
     float target_exec = 0.6f;   ///< executed share to aim for (skip 20/40/60% => 0.8/0.6/0.4)
     float eval_threshold = 0.5f;
     slu_mode mode = slu_mode::execute;
     gate_override force = gate_override::none;
+
+    [[nodiscard]] float effective_alpha() const noexcept {
+        return alpha > 0.0f ? alpha : (mode == slu_mode::simulate ? 1e-5f : 1e-3f);
+    }
 };
 
 /// A block that gating accepts: a residual block with a shortcut and the
@@ -483,7 +492,7 @@ public:
             for (std::size_t i = 1; i < nb; ++i) {
                 c += static_cast<double>(cost_[i]) * static_cast<double>(blocks_[i].executed());
             }
-            reg_loss_ = static_cast<double>(opt_.alpha) * sign_ * c;
+            reg_loss_ = static_cast<double>(opt_.effective_alpha()) * sign_ * c;
         }
         return *h;
     }
@@ -500,7 +509,7 @@ public:
             const std::vector<float>& dm = blocks_[i].decision_grad();
             std::vector<float>& dp = dprobs_[i];
             dp.resize(dm.size());
-            const float r = opt_.alpha * sign_ * cost_[i];
+            const float r = opt_.effective_alpha() * sign_ * cost_[i];
             for (std::size_t s = 0; s < dm.size(); ++s) {
                 dp[s] = dm[s] + r;
             }

@@ -1,0 +1,247 @@
+#ifndef FRUGAL_TENSOR_KERNELS_IGEMM_HPP
+#define FRUGAL_TENSOR_KERNELS_IGEMM_HPP
+
+/// @file
+/// Exact 8-bit integer matrix multiplication: C (int32) = A (uint8) * B (int8),
+/// row-major, the product every quantized layer of frugal reduces to.
+///
+/// The operand types follow the quantizers: range quantization (SPEC §0)
+/// gives unsigned codes 0..2^b-1 (activations, errors after the zero point is
+/// moved out), symmetric quantization gives signed codes (weights). A layer
+/// that has unsigned codes on both sides shifts one of them by -128 and adds
+/// 128 * (column sums) back; `packed_s8::col_sums` holds those sums.
+///
+/// B is packed once per call site (`pack_s8`): groups of four rows are
+/// interleaved per column, [k/4][n rounded up to 16][4], which is the operand
+/// layout of AVX-512 VNNI's `vpdpbusd` (four u8 x s8 products summed into an
+/// int32 lane, without saturation). Paths:
+/// - AVX-512 VNNI (compiled when the target has avx512vnni and avx512bw,
+///   e.g. FRUGAL_ARCH=native on Ice Lake / Cascade Lake or later): 8 rows x
+///   32 columns of int32 accumulators per register block, 64 MACs per
+///   instruction;
+/// - every other target: the same blocking in plain C++ with int32
+///   accumulators, which the compiler vectorizes for its instruction set.
+/// Both are exact: the sum of k products |a*b| <= 255*128 fits int32 for
+/// k <= 65793, and longer products are refused with an error.
+///
+/// Single-threaded like sgemm: callers split rows or samples over threads
+/// (`igemm_u8s8_parallel` splits rows).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "frugal/error.hpp"
+#include "frugal/tensor/parallel.hpp"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define FRUGAL_IGEMM_VNNI 1
+#else
+#define FRUGAL_IGEMM_VNNI 0
+#endif
+
+namespace frugal::kernels {
+
+/// Longest inner dimension whose int32 sums cannot overflow: 255 * 128 * k < 2^31.
+inline constexpr std::size_t igemm_max_k = 65793;
+
+/// The plain triple loop: the oracle of the tests.
+inline void igemm_u8s8_reference(std::size_t m, std::size_t n, std::size_t k, const std::uint8_t* a,
+                                 std::size_t lda, const std::int8_t* b, std::size_t ldb, std::int32_t* c,
+                                 std::size_t ldc) noexcept {
+    for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+            std::int64_t s = 0;
+            for (std::size_t p = 0; p < k; ++p) {
+                s += static_cast<std::int64_t>(a[i * lda + p]) * static_cast<std::int64_t>(b[p * ldb + j]);
+            }
+            c[i * ldc + j] = static_cast<std::int32_t>(s);
+        }
+    }
+}
+
+/// B (k x n, int8) in the kernel's layout, with its column sums.
+struct packed_s8 {
+    static constexpr std::size_t col_block = 16; ///< columns are padded to a multiple of this
+    std::size_t k = 0, n = 0;
+    std::size_t groups = 0;  ///< ceil(k / 4)
+    std::size_t stride = 0;  ///< n rounded up to col_block
+    std::vector<std::int8_t, xsimd::aligned_allocator<std::int8_t, 64>> data; ///< [groups][stride][4], zero padded
+    std::vector<std::int32_t> col_sums; ///< sum over k of each column
+
+    [[nodiscard]] const std::int8_t* group(std::size_t g) const noexcept { return data.data() + g * stride * 4; }
+};
+
+/// Packs B (k x n, int8, row-major with leading dimension ldb).
+/// @throws frugal::error when k exceeds igemm_max_k (int32 sums could overflow) or is 0
+inline void pack_s8(std::size_t k, std::size_t n, const std::int8_t* b, std::size_t ldb, packed_s8& out) {
+    if (k == 0 || k > igemm_max_k) {
+        throw error(frugal::detail::concat("frugal::kernels::pack_s8: inner dimension ", k, " must be in [1, ", igemm_max_k,
+                                   "] (int32 sums of 8-bit products)"));
+    }
+    out.k = k;
+    out.n = n;
+    out.groups = (k + 3) / 4;
+    out.stride = (n + packed_s8::col_block - 1) / packed_s8::col_block * packed_s8::col_block;
+    // + 64 bytes: the kernel may load one vector past the last column block
+    out.data.assign(out.groups * out.stride * 4 + 64, 0);
+    out.col_sums.assign(n, 0);
+    for (std::size_t p = 0; p < k; ++p) {
+        const std::size_t g = p / 4, t = p % 4;
+        std::int8_t* dst = out.data.data() + g * out.stride * 4 + t;
+        const std::int8_t* src = b + p * ldb;
+        for (std::size_t j = 0; j < n; ++j) {
+            dst[j * 4] = src[j];
+            out.col_sums[j] += src[j];
+        }
+    }
+}
+
+namespace detail {
+
+/// Four consecutive bytes of a row from group g on, zero past k, as one int32.
+inline std::int32_t load4(const std::uint8_t* row, std::size_t g, std::size_t k) noexcept {
+    std::int32_t v = 0;
+    const std::size_t at = g * 4;
+    std::memcpy(&v, row + at, std::min<std::size_t>(4, k - at));
+    return v;
+}
+
+#if FRUGAL_IGEMM_VNNI
+/// R rows (R <= 8) x up to 32 columns starting at column j0.
+template <int R>
+inline void igemm_vnni_block(const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::size_t j0,
+                             std::size_t cols, std::int32_t* c, std::size_t ldc) noexcept {
+    __m512i acc[R][2];
+    for (int r = 0; r < R; ++r) {
+        acc[r][0] = _mm512_setzero_si512();
+        acc[r][1] = _mm512_setzero_si512();
+    }
+    const std::size_t full = b.k / 4; // groups with four real bytes in every row
+    const std::int8_t* bp = b.data.data() + j0 * 4;
+    const std::size_t step = b.stride * 4;
+    for (std::size_t g = 0; g < full; ++g, bp += step) {
+        const __m512i b0 = _mm512_load_si512(bp);
+        const __m512i b1 = _mm512_loadu_si512(bp + 64);
+        for (int r = 0; r < R; ++r) {
+            std::int32_t v;
+            std::memcpy(&v, a + r * lda + g * 4, 4);
+            const __m512i av = _mm512_set1_epi32(v);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+        }
+    }
+    if (full < b.groups) { // the last, partial group
+        const __m512i b0 = _mm512_load_si512(bp);
+        const __m512i b1 = _mm512_loadu_si512(bp + 64);
+        for (int r = 0; r < R; ++r) {
+            const __m512i av = _mm512_set1_epi32(load4(a + r * lda, full, b.k));
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+        }
+    }
+    const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+    const __mmask16 m1 =
+        cols >= 32 ? __mmask16(0xFFFF) : (cols <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (cols - 16)) - 1u));
+    for (int r = 0; r < R; ++r) {
+        _mm512_mask_storeu_epi32(c + r * ldc + j0, m0, acc[r][0]);
+        if (m1 != 0) {
+            _mm512_mask_storeu_epi32(c + r * ldc + j0 + 16, m1, acc[r][1]);
+        }
+    }
+}
+#endif
+
+/// The portable path: R rows x up to 16 columns, int32 accumulators.
+template <int R>
+inline void igemm_generic_block(const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::size_t j0,
+                                std::size_t cols, std::int32_t* c, std::size_t ldc) noexcept {
+    constexpr std::size_t nb = packed_s8::col_block;
+    std::int32_t acc[R][nb] = {};
+    for (std::size_t g = 0; g < b.groups; ++g) {
+        const std::int8_t* bp = b.group(g) + j0 * 4;
+        for (int r = 0; r < R; ++r) {
+            std::uint8_t av[4];
+            const std::int32_t v = load4(a + r * lda, g, b.k);
+            std::memcpy(av, &v, 4);
+            for (std::size_t j = 0; j < nb; ++j) {
+                acc[r][j] += static_cast<std::int32_t>(av[0]) * bp[j * 4] + static_cast<std::int32_t>(av[1]) * bp[j * 4 + 1] +
+                             static_cast<std::int32_t>(av[2]) * bp[j * 4 + 2] + static_cast<std::int32_t>(av[3]) * bp[j * 4 + 3];
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        std::memcpy(c + r * ldc + j0, acc[r], std::min(cols, nb) * sizeof(std::int32_t));
+    }
+}
+
+} // namespace detail
+
+namespace detail {
+
+/// Calls f(std::integral_constant<int, R>) for R == rows, 1 <= rows <= Max.
+template <int Max, class F>
+inline void with_rows(std::size_t rows, F&& f) {
+    if constexpr (Max > 0) {
+        if (rows == static_cast<std::size_t>(Max)) {
+            f(std::integral_constant<int, Max>{});
+        } else {
+            with_rows<Max - 1>(rows, f);
+        }
+    }
+}
+
+/// Tiles C into Mr x Nr blocks; block(rows, a, j0, cols, c) computes one.
+template <int Mr, std::size_t Nr, class Block>
+inline void igemm_tiles(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::int32_t* c,
+                        std::size_t ldc, Block&& block) {
+    for (std::size_t j0 = 0; j0 < b.n; j0 += Nr) {
+        const std::size_t cols = std::min(Nr, b.n - j0);
+        std::size_t i = 0;
+        for (; i + Mr <= m; i += Mr) {
+            block(std::integral_constant<int, Mr>{}, a + i * lda, j0, cols, c + i * ldc);
+        }
+        with_rows<Mr - 1>(m - i, [&](auto rows) { block(rows, a + i * lda, j0, cols, c + i * ldc); });
+    }
+}
+
+} // namespace detail
+
+/// C (m x b.n, int32, leading dimension ldc) = A (m x b.k, uint8, leading
+/// dimension lda) * B (packed), exactly.
+inline void igemm_u8s8(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::int32_t* c,
+                       std::size_t ldc) noexcept {
+#if FRUGAL_IGEMM_VNNI
+    detail::igemm_tiles<8, 32>(m, a, lda, b, c, ldc, [&](auto rows, const std::uint8_t* ar, std::size_t j0,
+                                                          std::size_t cols, std::int32_t* cr) {
+        detail::igemm_vnni_block<decltype(rows)::value>(ar, lda, b, j0, cols, cr, ldc);
+    });
+#else
+    detail::igemm_tiles<4, packed_s8::col_block>(m, a, lda, b, c, ldc, [&](auto rows, const std::uint8_t* ar,
+                                                                          std::size_t j0, std::size_t cols,
+                                                                          std::int32_t* cr) {
+        detail::igemm_generic_block<decltype(rows)::value>(ar, lda, b, j0, cols, cr, ldc);
+    });
+#endif
+}
+
+/// igemm_u8s8 with the rows of A and C split over frugal's threads.
+inline void igemm_u8s8_parallel(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_s8& b,
+                                std::int32_t* c, std::size_t ldc) {
+    parallel_chunks(m, [&](std::size_t lo, std::size_t hi, int) {
+        igemm_u8s8(hi - lo, a + lo * lda, lda, b, c + lo * ldc, ldc);
+    });
+}
+
+/// Which path igemm_u8s8 was compiled with.
+[[nodiscard]] constexpr const char* igemm_path() noexcept { return FRUGAL_IGEMM_VNNI ? "avx512-vnni" : "generic"; }
+
+} // namespace frugal::kernels
+
+#endif

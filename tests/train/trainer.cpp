@@ -56,11 +56,11 @@ TEST_CASE("a stopped and resumed run equals an uninterrupted one bit for bit") {
 
 TEST_CASE("a run killed by SIGKILL resumes to the same weights") {
     temp_dir a, b;
-    const auto whole = tiny::run(a.path(), 4, 0, 8192);
+    const auto whole = tiny::run(a.path(), 3, 0, 4096);
     std::string child = FRUGAL_TEST_KILL_CHILD;
     std::string out = b.path().string();
-    std::string epochs = "4";
-    std::string images = "8192"; // the same run as `whole`
+    std::string epochs = "3";
+    std::string images = "4096"; // the same run as `whole`
     char* args[] = {child.data(), out.data(), epochs.data(), images.data(), nullptr};
     pid_t pid = 0;
     REQUIRE(posix_spawn(&pid, child.c_str(), nullptr, nullptr, args, environ) == 0);
@@ -77,7 +77,7 @@ TEST_CASE("a run killed by SIGKILL resumes to the same weights") {
     ::waitpid(pid, &status, 0);
     const bool killed = WIFSIGNALED(status);
     INFO("the child " << (killed ? "was killed" : "finished before the kill"));
-    const auto resumed = tiny::run(b.path(), 4, 0, 8192);
+    const auto resumed = tiny::run(b.path(), 3, 0, 4096);
     CHECK(resumed.fit.resumed);
     REQUIRE(whole.weights.size() == resumed.weights.size());
     CHECK(std::memcmp(whole.weights.data(), resumed.weights.data(), whole.weights.size() * sizeof(float)) == 0);

@@ -17,13 +17,13 @@ int main(int argc, char** argv) {
     const int runs = argc > 1 ? std::atoi(argv[1]) : 15;
     const std::size_t n = std::size_t{1} << 20;
     frugal::rng g(1);
-    xt::xtensor<float, 1> x = xt::xtensor<float, 1>::from_shape({n});
+    frugal::tensor<float, 1> x = frugal::tensor<float, 1>::from_shape({n});
     for (auto& v : x) {
         v = (g.uniform() * 2.0f - 1.0f) * 4.0f;
     }
     std::vector<std::int8_t> ref(n);
     frugal::quantized_tensor<std::int8_t, 1> q;
-    xt::xtensor<float, 1> fake = xt::xtensor<float, 1>::from_shape({n});
+    frugal::tensor<float, 1> fake = frugal::tensor<float, 1>::from_shape({n});
 
     const double t_scalar = bench::median_seconds([&] {
         bench::keep(frugal::detail::quantize_symmetric_reference(x.data(), n, 8, ref.data()));

@@ -24,6 +24,8 @@
 #include <frugal/optim/sgd.hpp>
 #include <frugal/tensor/parallel.hpp>
 
+#include "train_bench.hpp"
+
 static bool g_profile = false;
 
 /// Images/s of `runs` runs of `steps` steps each; with `overhead`, the even
@@ -107,11 +109,8 @@ int main(int argc, char** argv) {
     const bool overhead = mode == "overhead";
     g_profile = mode == "profile";
     frugal::set_num_threads(threads);
-    const auto train = frugal::load_fashion_mnist(frugal::data_split::train);
-    frugal::batch_options bo;
-    bo.batch_size = 128;
-    bo.shuffle = false;
-    frugal::batch_loader loader(train, frugal::normalization::from_dataset(train), bo);
+    bench::fashion_batches fm;
+    frugal::batch_loader& loader = fm.loader;
     std::vector<double> rates;
     if (model == "lenet5") {
         auto net = frugal::lenet5();

@@ -49,6 +49,7 @@ struct settings {
     bool smd_momentum_step = false;
     frugal::slu_options slu;
     frugal::psg_options psg;
+    frugal::sign_scope sign_scope = frugal::sign_scope::all;
     bool swa = true;
     std::uint64_t seed = 1;
 };
@@ -90,8 +91,8 @@ void print_costs(const frugal::op_counts& ops) {
 
 template <class Model, class GradientRule, class UpdateRule, class Sampler>
 int run(Model& net, const settings& s, UpdateRule update, Sampler sampler, frugal::batch_loader& train_data,
-        frugal::batch_loader& test_data, frugal::fit_options o) {
-    frugal::optimizer<GradientRule, UpdateRule> opt(frugal::parameters_of(net), update);
+        frugal::batch_loader& test_data, frugal::fit_options o, GradientRule gradient = {}) {
+    frugal::optimizer<GradientRule, UpdateRule> opt(frugal::parameters_of(net), update, gradient);
     const std::uint64_t iters = s.epochs * train_data.batches_per_epoch();
     o.schedule = frugal::lr_schedule::step({static_cast<float>(s.lr), {iters / 2, iters * 3 / 4}, 0.1f});
     constexpr bool gated_model = requires { net.template get<2>().eval_executed_fraction(); };
@@ -183,6 +184,12 @@ int main(int argc, char** argv) try {
     s.slu.alpha = static_cast<float>(alpha); // 0: slu_options picks by mode
     s.psg.beta = static_cast<float>(a.real("beta", 0.05, "PSG: tau = beta * max |g_msb|"));
     s.swa = a.flag("swa", true, "PSG: stochastic weight averaging from 75% of the epochs");
+    const std::string scope = a.str("sign-scope", "all", "PSG: parameters the sign rule covers: all, or weights "
+                                                        "(conv/linear weights; batch norm and biases keep SGD)");
+    if (scope != "all" && scope != "weights") {
+        a.fail("--sign-scope must be all or weights, not '" + scope + "'");
+    }
+    s.sign_scope = scope == "all" ? frugal::sign_scope::all : frugal::sign_scope::weights;
     const std::string subset = a.str("subset", "0", "train on this many images (0: all 60000; small: 1024)");
     const long test_subset = a.integer("test-subset", 0, "evaluate on this many test images (0: all 10000)");
     s.seed = static_cast<std::uint64_t>(a.integer("seed", 1, "seed of initialisation, data order, augmentation, SMD"));
@@ -248,14 +255,19 @@ int main(int argc, char** argv) try {
                     slu_mode.c_str());
     }
     if (psg_recipe) {
-        std::printf("  PSG: beta %g, x/w %d bits (MSB %d), errors %d bits (MSB %d), SWA %s\n", s.psg.beta,
-                    s.psg.bits_x, s.psg.msb_x, s.psg.bits_g, s.psg.msb_g, s.swa ? "on" : "off");
+        std::printf("  PSG: beta %g, x/w %d bits (MSB %d), errors %d bits (MSB %d), sign on %s, SWA %s\n", s.psg.beta,
+                    s.psg.bits_x, s.psg.msb_x, s.psg.bits_g, s.psg.msb_g,
+                    s.sign_scope == frugal::sign_scope::all ? "every parameter" : "conv/linear weights",
+                    s.swa ? "on" : "off");
     }
 
     const auto mom = static_cast<float>(s.momentum), wd = static_cast<float>(s.weight_decay);
     const frugal::stochastic_drop smd(s.p_drop, s.seed, s.smd_momentum_step);
     using plain_block = frugal::basic_block<>;
     using psg_block = frugal::basic_block<frugal::psg_conv_maker>;
+    // sign, then SGD with momentum and weight decay: with every parameter signed this
+    // is signsgd's update exactly (v = mu v + sign(g) + wd w; w -= lr v)
+    const frugal::predictive_sign psg_rule{s.sign_scope};
     if (s.recipe == "baseline" || s.recipe == "smd") {
         auto net = frugal::cifar_resnet<plain_block>(s.depth, 1, 10, s.seed);
         if (s.recipe == "baseline") {
@@ -273,14 +285,14 @@ int main(int argc, char** argv) try {
     if (s.recipe == "psg") {
         auto net = frugal::cifar_resnet<psg_block>(s.depth, 1, 10, s.seed);
         frugal::configure_psg(net, s.psg);
-        return run<decltype(net), frugal::predictive_sign>(net, s, frugal::signsgd{mom, wd}, frugal::every_batch{},
-                                                           train_data, test_data, o);
+        return run<decltype(net), frugal::predictive_sign>(net, s, frugal::sgd{mom, wd, false}, frugal::every_batch{},
+                                                           train_data, test_data, o, psg_rule);
     }
     if (s.recipe == "e2train") {
         auto net = frugal::gated_cifar_resnet<psg_block>(s.depth, s.slu, 1, 10, s.seed);
         frugal::configure_psg(net, s.psg);
-        return run<decltype(net), frugal::predictive_sign>(net, s, frugal::signsgd{mom, wd}, smd, train_data,
-                                                           test_data, o);
+        return run<decltype(net), frugal::predictive_sign>(net, s, frugal::sgd{mom, wd, false}, smd, train_data,
+                                                           test_data, o, psg_rule);
     }
     a.fail("unknown recipe '" + s.recipe + "' (baseline, smd, slu, psg, e2train)");
 } catch (const frugal::error& e) {

@@ -25,7 +25,7 @@ int main() {
     }
 
     rng g(1);
-    xt::xtensor<float, 1> x = {0.8f, -0.31f, 0.05f, 0.5f, -1.2f};
+    frugal::tensor<float, 1> x = {0.8f, -0.31f, 0.05f, 0.5f, -1.2f};
     const auto q = quantize_symmetric(x, 8);
     const auto deq = dequantize(q);
     std::cout << "\nint8 per-tensor quantization, scale " << q.scale[0] << ":\n";

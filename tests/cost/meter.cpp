@@ -156,7 +156,7 @@ TEST_CASE("a whole lenet-5 step costs what the hand count says") {
     ctx.meter = &meter;
     constexpr std::uint64_t n = 4;
     const fr::tensor4 x = filled({n, 1, 28, 28}, 7);
-    xt::xtensor<std::int32_t, 1> labels = {1, 3, 5, 7};
+    frugal::tensor<std::int32_t, 1> labels = {1, 3, 5, 7};
     fr::softmax_cross_entropy loss;
     (void)loss.forward(net.forward(ctx, x), labels);
     net.backward(ctx, loss.backward());

@@ -29,7 +29,7 @@ namespace {
 fr::image_dataset random_dataset(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::uint64_t seed) {
     fr::image_dataset d;
     d.images = fr::u8tensor4::from_shape({n, c, h, w});
-    d.labels = xt::xtensor<std::uint8_t, 1>::from_shape({n});
+    d.labels = frugal::tensor<std::uint8_t, 1>::from_shape({n});
     fr::rng r(seed);
     for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t k = 0; k < c; ++k) {
@@ -51,7 +51,7 @@ fr::image_dataset random_dataset(std::size_t n, std::size_t c, std::size_t h, st
 fr::image_dataset indexed_dataset(std::size_t n) {
     fr::image_dataset d;
     d.images = fr::u8tensor4::from_shape({n, 1, 2, 2});
-    d.labels = xt::xtensor<std::uint8_t, 1>::from_shape({n});
+    d.labels = frugal::tensor<std::uint8_t, 1>::from_shape({n});
     for (std::size_t i = 0; i < n; ++i) {
         d.images(i, 0, 0, 0) = static_cast<std::uint8_t>(i & 0xff);
         d.images(i, 0, 0, 1) = static_cast<std::uint8_t>(i >> 8);

@@ -515,4 +515,53 @@ TEST_CASE("the regularizer weight defaults by mode and a given one is kept") {
     CHECK(o.effective_alpha() == 2e-4f);
 }
 
+TEST_CASE("SLU options out of range are refused with the field's name") {
+    std::vector<block> blocks;
+    blocks.push_back(make_block(3, 3, 1, 60));
+    blocks.push_back(make_block(3, 3, 1, 61));
+    auto refused = [&](fr::slu_options o, const char* field) {
+        CHECK_THROWS_WITH_AS(fr::gated<block>(blocks, o), doctest::Contains(field), fr::error);
+        fr::gated<block> net(blocks);
+        CHECK_THROWS_WITH_AS(net.set_options(o), doctest::Contains(field), fr::error);
+    };
+    fr::slu_options o;
+    o.alpha = -1e-3f;
+    refused(o, "alpha");
+    o.alpha = std::nanf("");
+    refused(o, "alpha");
+    o = {};
+    o.target_exec = 0.0f;
+    refused(o, "target_exec");
+    o = {};
+    o.eval_threshold = 1.5f;
+    refused(o, "eval_threshold");
+    o = {};
+    o.forced_rate = -0.1f;
+    refused(o, "forced_rate");
+}
+
+TEST_CASE("a gated stack forced to a random rate runs that share of the pairs") {
+    std::vector<block> blocks;
+    for (int i = 0; i < 4; ++i) {
+        blocks.push_back(make_block(3, 3, 1, 70 + static_cast<std::uint64_t>(i)));
+    }
+    fr::slu_options so;
+    so.force = fr::gate_override::random;
+    so.forced_rate = 0.3f;
+    fr::gated<block> net(blocks, so);
+    fr::rng g(71);
+    const fr::tensor4 x = random_tensor({50, 3, 4, 4}, g);
+    fr::context ctx;
+    ctx.random = fr::rng(72);
+    double share = 0.0;
+    constexpr int steps = 40;
+    for (int i = 0; i < steps; ++i) {
+        (void)net.forward(ctx, x);
+        share += net.executed_share() / steps;
+    }
+    // 40 x 3 x 50 = 6000 Bernoulli(0.3) pairs: standard error 0.006
+    CHECK(share == doctest::Approx(0.3).epsilon(0.06));
+    CHECK(net[0].executed() == 50); // the first block always runs
+}
+
 } // TEST_SUITE

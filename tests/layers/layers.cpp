@@ -233,7 +233,7 @@ TEST_CASE("residual blocks with identity and projection shortcuts") {
 TEST_CASE("softmax cross-entropy gradient and value") {
     fr::rng g(12);
     fr::tensor4 z = random_tensor({3, 4, 1, 1}, g, 2.0f);
-    xt::xtensor<std::int32_t, 1> y = {1, 3, 0};
+    frugal::tensor<std::int32_t, 1> y = {1, 3, 0};
     fr::softmax_cross_entropy loss;
     const float l = loss.forward(z, y);
     const fr::tensor4 grad = loss.backward();

@@ -681,7 +681,7 @@ TEST_CASE("shiftaddnet resnet-20 structure and save load") {
 TEST_CASE("a tiny shiftaddnet and its ablations learn a small batch") {
     fr::rng g(9);
     const fr::tensor4 x = random_tensor({16, 1, 10, 10}, g);
-    xt::xtensor<std::int32_t, 1> labels = xt::xtensor<std::int32_t, 1>::from_shape({16});
+    frugal::tensor<std::int32_t, 1> labels = frugal::tensor<std::int32_t, 1>::from_shape({16});
     for (std::size_t i = 0; i < 16; ++i) {
         labels(i) = static_cast<std::int32_t>(i % 4);
     }

@@ -69,7 +69,7 @@ TEST_CASE("msb plus lsb is the value for every fixed<1:7> and ufixed<2:6>") {
 
 TEST_CASE("split_msb of quantized codes is exact") {
     fr::rng g(5);
-    xt::xtensor<float, 2> w = xt::xtensor<float, 2>::from_shape({4, 33});
+    frugal::tensor<float, 2> w = frugal::tensor<float, 2>::from_shape({4, 33});
     for (auto& v : w) {
         v = g.uniform() * 2.0f - 1.0f;
     }
@@ -94,7 +94,7 @@ TEST_CASE("split_msb of quantized codes is exact") {
 }
 
 TEST_CASE("block floating point: shared exponent and 8-bit mantissas") {
-    const xt::xtensor<float, 1> x = {1.0f, -0.5f, 0.1f, 0.0f, 3.0f, 0.75f, 0.0f, 0.0f, 0.0f};
+    const frugal::tensor<float, 1> x = {1.0f, -0.5f, 0.1f, 0.0f, 3.0f, 0.75f, 0.0f, 0.0f, 0.0f};
     const auto b = fr::to_block_float(x, 4);
     REQUIRE(b.exponent.size() == 3);
     CHECK(b.exponent[0] == 1); // max 1.0 = 0.5 * 2^1
@@ -108,7 +108,7 @@ TEST_CASE("block floating point: shared exponent and 8-bit mantissas") {
     const auto back = fr::from_block_float(b);
     CHECK(back(2) == doctest::Approx(0.09375f));
     CHECK(back(4) == 3.0f);
-    xt::xtensor<float, 1> fake;
+    frugal::tensor<float, 1> fake;
     fr::fake_block_float(x, fake, 4);
     for (std::size_t i = 0; i < x.size(); ++i) {
         CHECK(fake(i) == back(i));

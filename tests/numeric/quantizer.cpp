@@ -13,9 +13,9 @@
 namespace fr = frugal;
 
 namespace {
-xt::xtensor<float, 1> random_tensor(std::size_t n, std::uint64_t seed, float scale = 3.0f) {
+frugal::tensor<float, 1> random_tensor(std::size_t n, std::uint64_t seed, float scale = 3.0f) {
     fr::rng g(seed);
-    xt::xtensor<float, 1> x = xt::xtensor<float, 1>::from_shape({n});
+    frugal::tensor<float, 1> x = frugal::tensor<float, 1>::from_shape({n});
     for (auto& v : x) {
         v = (g.uniform() * 2.0f - 1.0f) * scale;
     }
@@ -26,7 +26,7 @@ xt::xtensor<float, 1> random_tensor(std::size_t n, std::uint64_t seed, float sca
 TEST_SUITE("numeric/quantizer") {
 
 TEST_CASE("symmetric per-tensor quantization of a hand-made tensor") {
-    const xt::xtensor<float, 1> x = {0.5f, -1.0f, 0.25f, 0.1f, 1.0f / 127.0f * 2.5f};
+    const frugal::tensor<float, 1> x = {0.5f, -1.0f, 0.25f, 0.1f, 1.0f / 127.0f * 2.5f};
     const auto q = fr::quantize_symmetric(x, 8);
     REQUIRE(q.scale.size() == 1);
     CHECK(q.scale[0] == doctest::Approx(1.0f / 127.0f));
@@ -39,7 +39,7 @@ TEST_CASE("symmetric per-tensor quantization of a hand-made tensor") {
 }
 
 TEST_CASE("per-channel scales on a hand-made tensor") {
-    const xt::xtensor<float, 2> w = {{0.5f, -1.0f, 0.25f}, {2.0f, 1.0f, -0.5f}, {0.0f, 0.0f, 0.0f}};
+    const frugal::tensor<float, 2> w = {{0.5f, -1.0f, 0.25f}, {2.0f, 1.0f, -0.5f}, {0.0f, 0.0f, 0.0f}};
     const auto q = fr::quantize_symmetric<std::int8_t, fr::per_channel>(w, 4); // codes in [-7, 7]
     REQUIRE(q.scale.size() == 3);
     CHECK(q.scale[0] == doctest::Approx(1.0f / 7.0f));
@@ -58,7 +58,7 @@ TEST_CASE("per-channel scales on a hand-made tensor") {
 }
 
 TEST_CASE("range quantization follows SPEC 0 on a hand-made tensor") {
-    const xt::xtensor<float, 1> x = {-1.0f, 0.0f, 0.5f, 2.0f};
+    const frugal::tensor<float, 1> x = {-1.0f, 0.0f, 0.5f, 2.0f};
     const auto q = fr::quantize_range(x, 2); // 4 levels over [-1, 2]: step 1
     CHECK(q.scale[0] == doctest::Approx(1.0f));
     CHECK(q.offset[0] == -1.0f);
@@ -84,7 +84,7 @@ TEST_CASE("round trip error is at most half a step for nearest rounding") {
         }
         INFO("bits = " << bits << " worst = " << worst << " bound = " << bound);
         CHECK(worst <= bound);
-        xt::xtensor<float, 1> fake;
+        frugal::tensor<float, 1> fake;
         fr::fake_quantize_symmetric(x, fake, bits);
         float differ = 0.0f;
         for (std::size_t i = 0; i < x.size(); ++i) {
@@ -93,7 +93,7 @@ TEST_CASE("round trip error is at most half a step for nearest rounding") {
         CHECK(differ <= 1e-6f);
     }
     const auto x = random_tensor(5000, 9);
-    xt::xtensor<float, 1> out;
+    frugal::tensor<float, 1> out;
     const fr::value_range r = fr::min_max(x);
     fr::fake_quantize_range(x, out, 6);
     const float step = (r.hi - r.lo) / 63.0f;
@@ -125,7 +125,7 @@ TEST_CASE("stochastic rounding is unbiased within 3 standard errors over one mil
     // A constant tensor whose value lies 0.3 of a step above a code: the mean
     // code must be 0.3 above it.
     const std::size_t n = 1000000;
-    xt::xtensor<float, 1> x = xt::xtensor<float, 1>::from_shape({n});
+    frugal::tensor<float, 1> x = frugal::tensor<float, 1>::from_shape({n});
     x.fill(0.0f);
     x(0) = 1.0f; // max |x| = 1 -> 8-bit step 1/127
     const float value = 10.3f / 127.0f;
@@ -151,7 +151,7 @@ TEST_CASE("stochastic rounding is unbiased within 3 standard errors over one mil
         CHECK((q.values(i) == 10 || q.values(i) == 11));
     }
     // and the fake-quantize path agrees in distribution
-    xt::xtensor<float, 1> fake;
+    frugal::tensor<float, 1> fake;
     fr::fake_quantize_symmetric<fr::per_tensor, fr::stochastic>(x, fake, 8, &g);
     double fsum = 0.0;
     for (std::size_t i = 1; i < n; ++i) {
@@ -161,11 +161,11 @@ TEST_CASE("stochastic rounding is unbiased within 3 standard errors over one mil
 }
 
 TEST_CASE("bad input gives a clear error") {
-    xt::xtensor<float, 1> x = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
+    frugal::tensor<float, 1> x = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
     CHECK_THROWS_AS((void)fr::quantize_symmetric(x, 8), fr::numeric_error);
     x(1) = std::numeric_limits<float>::infinity();
     CHECK_THROWS_AS((void)fr::quantize_range(x, 8), fr::numeric_error);
-    const xt::xtensor<float, 1> ok = {1.0f, 2.0f};
+    const frugal::tensor<float, 1> ok = {1.0f, 2.0f};
     CHECK_THROWS_AS((void)fr::quantize_symmetric(ok, 9), fr::error);          // 9 bits in int8
     CHECK_THROWS_AS((void)fr::quantize_symmetric(ok, 1), fr::error);
     CHECK_THROWS_AS((void)fr::quantize_symmetric<std::uint8_t>(ok, 8), fr::error); // unsigned codes, signed grid

@@ -95,7 +95,7 @@ void train_step(M& net, fr::rng& g) {
     fr::optimizer<fr::slimming<>, fr::sgd> opt(fr::parameters_of(net), fr::sgd{0.9f, 1e-4f, false});
     fr::context ctx;
     const fr::tensor4 x = gradcheck::random_tensor({4, 1, 8, 8}, g);
-    xt::xtensor<std::int32_t, 1> y = xt::xtensor<std::int32_t, 1>::from_shape({4});
+    frugal::tensor<std::int32_t, 1> y = frugal::tensor<std::int32_t, 1>::from_shape({4});
     for (std::size_t i = 0; i < 4; ++i) {
         y(i) = static_cast<std::int32_t>(i % 3);
     }

@@ -113,6 +113,43 @@ TEST_CASE("int8 gemm equals the reference exactly on odd shapes") {
     }
 }
 
+TEST_CASE("packing unsigned codes (plain and transposed) equals pack_s8 of the shifted codes") {
+    fr::rng g(8);
+    for (std::size_t k : {1u, 3u, 4u, 6u, 49u, 144u}) {
+        for (std::size_t n : {1u, 16u, 17u, 50u}) {
+            const std::size_t ld = n + 3, ldt = k + 5;
+            std::vector<std::uint8_t> u(k * ld), ut(n * ldt);
+            std::vector<std::int8_t> shifted(k * ld);
+            for (std::size_t p = 0; p < k; ++p) {
+                for (std::size_t j = 0; j < n; ++j) {
+                    const auto v = static_cast<std::uint8_t>(g.below(256));
+                    u[p * ld + j] = v;
+                    ut[j * ldt + p] = v;
+                    shifted[p * ld + j] = static_cast<std::int8_t>(static_cast<int>(v) - 128);
+                }
+            }
+            fr::kernels::packed_s8 ref, a, b;
+            fr::kernels::pack_s8(k, n, shifted.data(), ld, ref);
+            // reuse of a dirty buffer: the padding must be zeroed again
+            a.data.assign(ref.data.size() + 200, 99);
+            b.data.assign(ref.data.size(), -5);
+            fr::kernels::pack_u8_shifted(k, n, u.data(), ld, a);
+            fr::kernels::pack_u8_shifted_transposed(k, n, ut.data(), ldt, b);
+            INFO("k " << k << " n " << n);
+            REQUIRE(a.data.size() == ref.data.size());
+            CHECK(a.data == ref.data);
+            CHECK(b.data == ref.data);
+            CHECK(a.col_sums == ref.col_sums);
+            CHECK(b.col_sums == ref.col_sums);
+        }
+    }
+    fr::kernels::packed_s8 p;
+    std::vector<std::uint8_t> none(4);
+    CHECK_THROWS_AS(fr::kernels::pack_u8_shifted(0, 1, none.data(), 1, p), fr::error);
+    CHECK_THROWS_AS(fr::kernels::pack_u8_shifted_transposed(fr::kernels::igemm_max_k + 1, 1, none.data(), 1, p),
+                    fr::error);
+}
+
 TEST_CASE("int8 gemm is exact at the extremes and refuses an inner dimension that could overflow") {
     // every product at its largest magnitude, over the longest allowed k
     const std::size_t k = fr::kernels::igemm_max_k, m = 3, n = 18;

@@ -33,7 +33,7 @@ struct batch {
     /// Normalized, augmented images: size(), C, H, W.
     tensor4 x;
     /// Class labels, one per image.
-    xt::xtensor<std::int32_t, 1> y;
+    tensor<std::int32_t, 1> y;
 
     /// Number of samples in the batch.
     [[nodiscard]] std::size_t size() const noexcept { return y.size(); }

@@ -31,6 +31,7 @@
 
 #include "frugal/data/dataset.hpp"
 #include "frugal/error.hpp"
+#include "frugal/tensor/tensor.hpp"
 
 namespace frugal {
 
@@ -92,7 +93,7 @@ inline constexpr cifar_format cifar100_format{
 
     image_dataset d;
     d.images = u8tensor4::from_shape({total, 3, 32, 32});
-    d.labels = xt::xtensor<std::uint8_t, 1>::from_shape({total});
+    d.labels = tensor<std::uint8_t, 1>::from_shape({total});
     d.classes = f.classes;
     d.name = std::move(name);
     std::vector<std::uint8_t> buf(record * 256);

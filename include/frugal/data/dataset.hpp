@@ -38,7 +38,7 @@ struct image_dataset {
     /// The pixels as stored in the files: N, C, H, W, one byte each (0 to 255).
     u8tensor4 images;
     /// The class of each image, in [0, classes).
-    xt::xtensor<std::uint8_t, 1> labels;
+    tensor<std::uint8_t, 1> labels;
     /// Number of classes.
     std::size_t classes = 0;
     /// Where the data came from, for reports ("fashion-mnist/train").
@@ -128,7 +128,7 @@ struct image_dataset {
         std::memcpy(d.images.data(), im.bytes.data(), im.bytes.size());
     }
     im.bytes = {}; // give the memory back before the label copy
-    d.labels = xt::xtensor<std::uint8_t, 1>::from_shape({n});
+    d.labels = tensor<std::uint8_t, 1>::from_shape({n});
     if (n > 0) {
         std::memcpy(d.labels.data(), lb.bytes.data(), n);
     }
@@ -167,7 +167,7 @@ struct image_dataset {
     const std::size_t per = s.per_sample();
     image_dataset out;
     out.images = u8tensor4::from_shape({n, s.c, s.h, s.w});
-    out.labels = xt::xtensor<std::uint8_t, 1>::from_shape({n});
+    out.labels = tensor<std::uint8_t, 1>::from_shape({n});
     for (std::size_t i = 0; i < n; ++i) {
         std::memcpy(out.images.data() + i * per, data.sample(index[i]), per);
         out.labels(i) = data.labels(index[i]);

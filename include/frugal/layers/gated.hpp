@@ -51,14 +51,19 @@
 #include "frugal/cost/meter.hpp"
 #include "frugal/layers/gate.hpp"
 #include "frugal/layers/layer.hpp"
+#include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/parallel.hpp"
 
 namespace frugal {
 
 /// How skipped samples are handled (see the file comment).
 enum class slu_mode : std::uint8_t { execute, simulate };
 
-/// Forces the gates (ablations and tests): none = the gate decides.
-enum class gate_override : std::uint8_t { none, all_on, all_off };
+/// Forces the gates (ablations, tests, benchmarks): none = the gate decides;
+/// `random` runs each (gated block, sample) pair with probability
+/// `slu_options::forced_rate`, drawn from the step's random source (the gate
+/// network still runs, so its cost is part of the measurement).
+enum class gate_override : std::uint8_t { none, all_on, all_off, random };
 
 /// SLU's hyperparameters (data, not types).
 struct slu_options {
@@ -72,9 +77,29 @@ struct slu_options {
     float eval_threshold = 0.5f;
     slu_mode mode = slu_mode::execute;
     gate_override force = gate_override::none;
+    float forced_rate = 1.0f; ///< with gate_override::random: the probability that a pair runs
 
     [[nodiscard]] float effective_alpha() const noexcept {
         return alpha > 0.0f ? alpha : (mode == slu_mode::simulate ? 1e-5f : 1e-3f);
+    }
+
+    /// Throws frugal::error naming the bad field unless every option is in range.
+    void validate() const {
+        auto bad = [](const char* what, float v, const char* range) {
+            throw error(detail::concat("frugal::slu_options: ", what, " = ", v, " is out of range (", range, ")"));
+        };
+        if (!(alpha >= 0.0f) || !std::isfinite(alpha)) {
+            bad("alpha", alpha, "finite, >= 0; 0 picks by mode");
+        }
+        if (!(target_exec > 0.0f && target_exec <= 1.0f)) {
+            bad("target_exec", target_exec, "(0, 1]");
+        }
+        if (!(eval_threshold >= 0.0f && eval_threshold <= 1.0f)) {
+            bad("eval_threshold", eval_threshold, "[0, 1]");
+        }
+        if (!(forced_rate >= 0.0f && forced_rate <= 1.0f)) {
+            bad("forced_rate", forced_rate, "[0, 1]");
+        }
     }
 };
 
@@ -146,6 +171,9 @@ public:
     [[nodiscard]] slu_mode mode() const noexcept { return mode_; }
     /// Samples that ran the block in the last forward.
     [[nodiscard]] std::size_t executed() const noexcept { return executed_; }
+    /// The input gradient of the last backward, writable: gated<> adds its
+    /// gate unit's gradient in place (the block does not read it again).
+    [[nodiscard]] tensor4& input_grad_buffer() noexcept { return dx_; }
     /// dL/dm per sample from the last backward (0 for samples not computed).
     [[nodiscard]] const std::vector<float>& decision_grad() const noexcept { return dm_; }
 
@@ -193,31 +221,37 @@ public:
         }
         const std::size_t k = idx_.size();
         ensure_shape(y_, ys);
+        const tensor4* b = nullptr;
         if (k > 0) {
             const tensor4* in = &x;
             if (k < xs.n) {
                 ensure_shape(xsub_, {k, xs.c, xs.h, xs.w});
-                for (std::size_t j = 0; j < k; ++j) {
+                parallel_for(k, [&](std::size_t j) {
                     std::memcpy(xsub_.data() + j * per_in, x.data() + idx_[j] * per_in, per_in * sizeof(float));
-                }
+                });
                 in = &xsub_;
             }
-            const tensor4& b = body_forward(ctx, *in);
-            ensure_shape(f_, shape_of(b));
-            for (std::size_t j = 0; j < k; ++j) {
-                const float* bp = b.data() + j * per;
-                const float* sp = s.data() + idx_[j] * per;
-                float* fp = f_.data() + j * per;
-                for (std::size_t i = 0; i < per; ++i) {
-                    const float v = bp[i] + sp[i];
-                    fp[i] = v > 0.0f ? v : 0.0f;
-                }
+            b = &body_forward(ctx, *in);
+            if (executed_ < k) { // simulate mode: the outputs of computed-but-skipped samples, for dL/dm
+                ensure_shape(f_, shape_of(*b));
             }
         }
-        for (std::size_t n = 0; n < xs.n; ++n) {
-            const float* src = runs(n) ? f_.data() + pos_[n] * per : s.data() + n * per;
-            std::memcpy(y_.data() + n * per, src, per * sizeof(float));
-        }
+        // y = relu(body + shortcut) for the samples that run, the shortcut for the others
+        parallel_for(xs.n, [&](std::size_t n) {
+            const float* sp = s.data() + n * per;
+            float* yp = y_.data() + n * per;
+            if (pos_[n] == npos) {
+                std::memcpy(yp, sp, per * sizeof(float));
+                return;
+            }
+            const float* bp = b->data() + pos_[n] * per;
+            if (runs(n)) {
+                add_relu_row(bp, sp, yp, per);
+            } else {
+                add_relu_row(bp, sp, f_.data() + pos_[n] * per, per);
+                std::memcpy(yp, sp, per * sizeof(float));
+            }
+        });
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::forward, op_kind::add, fp32, executed_ * per);
             m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, executed_ * per);
@@ -231,34 +265,34 @@ public:
         const std::size_t per = ys.per_sample(), k = idx_.size();
         dm_.assign(ys.n, 0.0f);
         ensure_shape(ds_, ys);
-        if (k > 0) {
-            ensure_shape(dsub_, shape_of(f_));
+        // with every sample running, the body's output gradient is the shortcut's (ds_)
+        const bool whole = k == ys.n && executed_ == k;
+        if (k > 0 && !whole) {
+            ensure_shape(dsub_, {k, ys.c, ys.h, ys.w});
         }
         const float* s = s_->data();
-        for (std::size_t n = 0; n < ys.n; ++n) {
+        parallel_for(ys.n, [&](std::size_t n) {
             const float* d = dy.data() + n * per;
             float* dsn = ds_.data() + n * per;
-            if (pos_[n] != npos) {
-                const std::size_t j = pos_[n];
-                const float* f = f_.data() + j * per;
-                const float* sn = s + n * per;
-                double acc = 0.0;
-                for (std::size_t i = 0; i < per; ++i) {
-                    acc += static_cast<double>(d[i]) * static_cast<double>(f[i] - sn[i]);
-                }
-                dm_[n] = static_cast<float>(acc);
-                float* db = dsub_.data() + j * per;
-                if (runs(n)) {
-                    for (std::size_t i = 0; i < per; ++i) {
-                        db[i] = f[i] > 0.0f ? d[i] : 0.0f;
-                        dsn[i] = db[i];
-                    }
-                    continue;
-                }
-                std::fill(db, db + per, 0.0f);
+            if (pos_[n] == npos) {
+                std::memcpy(dsn, d, per * sizeof(float));
+                return;
             }
-            std::memcpy(dsn, d, per * sizeof(float));
-        }
+            const std::size_t j = pos_[n];
+            const bool run = runs(n);
+            const float* f = run ? y_.data() + n * per : f_.data() + j * per;
+            dm_[n] = dot_diff(d, f, s + n * per, per);
+            float* db = whole ? nullptr : dsub_.data() + j * per;
+            if (run) {
+                relu_gate_row(f, d, dsn, per);
+                if (db != nullptr) {
+                    std::memcpy(db, dsn, per * sizeof(float));
+                }
+            } else {
+                std::fill(db, db + per, 0.0f);
+                std::memcpy(dsn, d, per * sizeof(float));
+            }
+        });
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::backward_input, op_kind::compare, fp32, executed_ * per);
         }
@@ -271,22 +305,24 @@ public:
             }
         }
         const tensor4& dxs = block_.backward_shortcut(ctx, ds_);
-        const tensor4* dxb = k > 0 ? &body_backward(ctx, dsub_) : nullptr;
+        const tensor4* dxb = k > 0 ? &body_backward(ctx, whole ? ds_ : dsub_) : nullptr;
         if (!input_grad_) {
             return empty_;
         }
         const shape4 xs = shape_of(dxs);
         const std::size_t per_in = xs.per_sample();
         ensure_shape(dx_, xs);
-        std::memcpy(dx_.data(), dxs.data(), dx_.size() * sizeof(float));
-        if (dxb != nullptr) {
-            for (std::size_t j = 0; j < k; ++j) {
-                const float* src = dxb->data() + j * per_in;
-                float* dst = dx_.data() + idx_[j] * per_in;
-                for (std::size_t i = 0; i < per_in; ++i) {
-                    dst[i] += src[i];
-                }
+        const bool computed_all = k == xs.n;
+        parallel_for(xs.n, [&](std::size_t n) {
+            float* dst = dx_.data() + n * per_in;
+            const float* a = dxs.data() + n * per_in;
+            if (dxb == nullptr || pos_[n] == npos) {
+                std::memcpy(dst, a, per_in * sizeof(float));
+            } else {
+                add_row(a, dxb->data() + (computed_all ? n : pos_[n]) * per_in, dst, per_in);
             }
+        });
+        if (dxb != nullptr) {
             if (cost_meter* m = slot_.bind(ctx.meter)) {
                 m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, executed_ * per_in);
             }
@@ -298,6 +334,66 @@ private:
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
     [[nodiscard]] bool runs(std::size_t n) const noexcept { return decisions_.empty() || decisions_[n] != 0; }
+
+    // Row kernels (one sample; the callers spread samples over the threads).
+    static void add_relu_row(const float* a, const float* b, float* c, std::size_t n) noexcept {
+        using simd::fbatch;
+        const fbatch zero(0.0f);
+        std::size_t i = 0;
+        for (; i + simd::width <= n; i += simd::width) {
+            xsimd::max(fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i), zero).store_unaligned(c + i);
+        }
+        for (; i < n; ++i) {
+            const float v = a[i] + b[i];
+            c[i] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    static void add_row(const float* a, const float* b, float* c, std::size_t n) noexcept {
+        using simd::fbatch;
+        std::size_t i = 0;
+        for (; i + simd::width <= n; i += simd::width) {
+            (fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i)).store_unaligned(c + i);
+        }
+        for (; i < n; ++i) {
+            c[i] = a[i] + b[i];
+        }
+    }
+    /// dx = y > 0 ? dy : 0
+    static void relu_gate_row(const float* y, const float* dy, float* dx, std::size_t n) noexcept {
+        using simd::fbatch;
+        const fbatch zero(0.0f);
+        std::size_t i = 0;
+        for (; i + simd::width <= n; i += simd::width) {
+            const auto on = fbatch::load_unaligned(y + i) > zero;
+            xsimd::select(on, fbatch::load_unaligned(dy + i), zero).store_unaligned(dx + i);
+        }
+        for (; i < n; ++i) {
+            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        }
+    }
+    /// sum d * (f - s), in float lanes (two accumulators) summed in double.
+    static float dot_diff(const float* d, const float* f, const float* s, std::size_t n) noexcept {
+        using simd::fbatch;
+        fbatch a0(0.0f), a1(0.0f);
+        std::size_t i = 0;
+        for (; i + 2 * simd::width <= n; i += 2 * simd::width) {
+            a0 = xsimd::fma(fbatch::load_unaligned(d + i), fbatch::load_unaligned(f + i) - fbatch::load_unaligned(s + i),
+                            a0);
+            const std::size_t h = i + simd::width;
+            a1 = xsimd::fma(fbatch::load_unaligned(d + h), fbatch::load_unaligned(f + h) - fbatch::load_unaligned(s + h),
+                            a1);
+        }
+        alignas(64) float lanes[simd::width];
+        (a0 + a1).store_aligned(lanes);
+        double acc = 0.0;
+        for (float v : lanes) {
+            acc += static_cast<double>(v);
+        }
+        for (; i < n; ++i) {
+            acc += static_cast<double>(d[i]) * static_cast<double>(f[i] - s[i]);
+        }
+        return static_cast<float>(acc);
+    }
 
     /// The residual branch; in simulate mode its meter counts are scaled to the executed share.
     const tensor4& body_forward(context& ctx, const tensor4& x) {
@@ -379,6 +475,7 @@ public:
 
     [[nodiscard]] const slu_options& options() const noexcept { return opt_; }
     void set_options(const slu_options& o) {
+        o.validate();
         opt_ = o;
         for (auto& b : blocks_) {
             b.set_mode(o.mode);
@@ -468,6 +565,8 @@ public:
                         run = true;
                     } else if (opt_.force == gate_override::all_off) {
                         run = false;
+                    } else if (opt_.force == gate_override::random) {
+                        run = opt_.forced_rate > ctx.random.uniform();
                     } else if (ctx.training()) {
                         run = p[s] > ctx.random.uniform();
                     } else {
@@ -514,10 +613,9 @@ public:
                 dp[s] = dm[s] + r;
             }
             const std::vector<float>& dfeat = gate_.step_backward(ctx, dp.data());
-            ensure_shape(dh_, shape_of(dx));
-            std::memcpy(dh_.data(), dx.data(), dh_.size() * sizeof(float));
-            units_[i].backward(ctx, dfeat.data(), &dh_);
-            g = &dh_;
+            tensor4& dh = blocks_[i].input_grad_buffer(); // == dx: blocks i > 0 always give an input gradient
+            units_[i].backward(ctx, dfeat.data(), &dh);
+            g = &dh;
         }
         return *g; // not reached
     }
@@ -579,7 +677,6 @@ private:
     std::vector<std::uint64_t> eval_seen_, eval_run_;
     double share_ = 1.0, reg_loss_ = 0.0;
     float sign_ = 1.0f;
-    tensor4 dh_;
     std::string name_;
     bool input_grad_ = true;
 };

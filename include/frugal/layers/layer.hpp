@@ -125,13 +125,13 @@ inline void ensure_shape(tensor4& t, const shape4& s) {
 }
 
 template <std::size_t N>
-[[nodiscard]] std::span<float> span_of(xt::xtensor<float, N>& t) noexcept {
+[[nodiscard]] std::span<float> span_of(tensor<float, N>& t) noexcept {
     return {t.data(), t.size()};
 }
 
 /// He (Kaiming) normal initialisation: N(0, 2 / fan_in).
 template <std::size_t N>
-void he_normal(xt::xtensor<float, N>& w, std::size_t fan_in, rng& g) {
+void he_normal(tensor<float, N>& w, std::size_t fan_in, rng& g) {
     const double sd = std::sqrt(2.0 / static_cast<double>(fan_in));
     for (auto& v : w) {
         // Box-Muller from two uniforms in (0, 1]

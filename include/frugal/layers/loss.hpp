@@ -19,7 +19,7 @@ public:
     /// Mean loss over the batch. logits: N x classes x 1 x 1 (or N x classes x H x W
     /// with H = W = 1); labels: N integers in [0, classes).
     /// Also counts the samples whose arg-max equals the label (correct()).
-    float forward(const tensor4& logits, const xt::xtensor<std::int32_t, 1>& labels) {
+    float forward(const tensor4& logits, const tensor<std::int32_t, 1>& labels) {
         const shape4 s = shape_of(logits);
         const std::size_t k = s.c * s.h * s.w;
         if (labels.size() != s.n) {

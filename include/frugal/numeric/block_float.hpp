@@ -21,6 +21,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "frugal/error.hpp"
+#include "frugal/tensor/tensor.hpp"
 #include "frugal/numeric/quantizer.hpp"
 #include "frugal/numeric/random.hpp"
 #include "frugal/numeric/rounding.hpp"
@@ -30,7 +31,7 @@ namespace frugal {
 /// Mantissas and one exponent per block of `block` consecutive (row-major) values.
 template <std::size_t N>
 struct block_float_tensor {
-    xt::xtensor<std::int8_t, N> mantissa;
+    tensor<std::int8_t, N> mantissa;
     std::vector<std::int16_t> exponent; ///< E of each block
     std::size_t block = 0;
     int mantissa_bits = 8;
@@ -66,11 +67,11 @@ inline void check_block(std::size_t block, int mantissa_bits, const char* where)
 /// Converts to block floating point with blocks of `block` values (the last
 /// block may be shorter). @pre x finite.
 template <quant_rounding Rounding = nearest_even, std::size_t N>
-[[nodiscard]] block_float_tensor<N> to_block_float(const xt::xtensor<float, N>& x, std::size_t block,
+[[nodiscard]] block_float_tensor<N> to_block_float(const tensor<float, N>& x, std::size_t block,
                                                    int mantissa_bits = 8, rng* random = nullptr) {
     detail::check_block(block, mantissa_bits, "frugal::to_block_float");
     block_float_tensor<N> r;
-    r.mantissa = xt::xtensor<std::int8_t, N>::from_shape(x.shape());
+    r.mantissa = tensor<std::int8_t, N>::from_shape(x.shape());
     r.block = block;
     r.mantissa_bits = mantissa_bits;
     const std::size_t n = x.size();
@@ -87,8 +88,8 @@ template <quant_rounding Rounding = nearest_even, std::size_t N>
 
 /// Values of a block floating-point tensor.
 template <std::size_t N>
-[[nodiscard]] xt::xtensor<float, N> from_block_float(const block_float_tensor<N>& q) {
-    auto out = xt::xtensor<float, N>::from_shape(q.mantissa.shape());
+[[nodiscard]] tensor<float, N> from_block_float(const block_float_tensor<N>& q) {
+    auto out = tensor<float, N>::from_shape(q.mantissa.shape());
     const std::size_t n = out.size();
     for (std::size_t b = 0; b * q.block < n; ++b) {
         const float s = q.step(b);
@@ -102,7 +103,7 @@ template <std::size_t N>
 
 /// Fake block floating point: out receives the representable values. `out` may alias `x`.
 template <quant_rounding Rounding = nearest_even, std::size_t N>
-void fake_block_float(const xt::xtensor<float, N>& x, xt::xtensor<float, N>& out, std::size_t block,
+void fake_block_float(const tensor<float, N>& x, tensor<float, N>& out, std::size_t block,
                       int mantissa_bits = 8, rng* random = nullptr) {
     detail::check_block(block, mantissa_bits, "frugal::fake_block_float");
     if (out.shape() != x.shape()) {

@@ -19,6 +19,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "frugal/error.hpp"
+#include "frugal/tensor/tensor.hpp"
 #include "frugal/numeric/fixed.hpp"
 #include "frugal/numeric/quantizer.hpp"
 
@@ -61,8 +62,8 @@ template <class Int, std::size_t N>
     }
     const int drop = q.bits - k;
     msb_split<Int, N> s;
-    s.msb.values = xt::xtensor<Int, N>::from_shape(q.values.shape());
-    s.lsb.values = xt::xtensor<Int, N>::from_shape(q.values.shape());
+    s.msb.values = tensor<Int, N>::from_shape(q.values.shape());
+    s.lsb.values = tensor<Int, N>::from_shape(q.values.shape());
     s.msb.bits = k;
     s.lsb.bits = drop;
     s.msb.offset = q.offset;

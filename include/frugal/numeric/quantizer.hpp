@@ -33,6 +33,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "frugal/error.hpp"
+#include "frugal/tensor/tensor.hpp"
 #include "frugal/numeric/random.hpp"
 #include "frugal/numeric/rounding.hpp"
 #include "frugal/numeric/simd.hpp"
@@ -55,7 +56,7 @@ concept quant_rounding = std::same_as<R, nearest_even> || std::same_as<R, stocha
 /// them back: `x[c, ...] ~ offset[c] + scale[c] * values[c, ...]`.
 template <class Int, std::size_t N>
 struct quantized_tensor {
-    xt::xtensor<Int, N> values;
+    tensor<Int, N> values;
     std::vector<float> scale;  ///< one entry (per_tensor) or shape[0] entries (per_channel)
     std::vector<float> offset; ///< zeros for the symmetric grid, `lo` for the range grid
     int bits = 0;
@@ -269,7 +270,7 @@ inline void quantize_block(const float* x, std::size_t n, const grid& g, Out* ou
 /// @post |x - dequantize(result)| <= scale / 2 for nearest rounding, < scale for stochastic
 template <class Int = std::int8_t, quant_granularity Granularity = per_tensor, quant_rounding Rounding = nearest_even,
           std::size_t N>
-void quantize_symmetric(const xt::xtensor<float, N>& x, int bits, quantized_tensor<Int, N>& q, rng* random = nullptr) {
+void quantize_symmetric(const tensor<float, N>& x, int bits, quantized_tensor<Int, N>& q, rng* random = nullptr) {
     detail::check_bits<Int>(bits, true, "frugal::quantize_symmetric");
     if (std::is_same_v<Rounding, stochastic> && random == nullptr) {
         throw error("frugal::quantize_symmetric: stochastic rounding needs a random source (pass &rng)");
@@ -293,7 +294,7 @@ void quantize_symmetric(const xt::xtensor<float, N>& x, int bits, quantized_tens
 /// As above, returning a new quantized tensor.
 template <class Int = std::int8_t, quant_granularity Granularity = per_tensor, quant_rounding Rounding = nearest_even,
           std::size_t N>
-[[nodiscard]] quantized_tensor<Int, N> quantize_symmetric(const xt::xtensor<float, N>& x, int bits,
+[[nodiscard]] quantized_tensor<Int, N> quantize_symmetric(const tensor<float, N>& x, int bits,
                                                           rng* random = nullptr) {
     quantized_tensor<Int, N> q;
     quantize_symmetric<Int, Granularity, Rounding>(x, bits, q, random);
@@ -305,14 +306,14 @@ template <class Int = std::int8_t, quant_granularity Granularity = per_tensor, q
 /// empty (SPEC §0's weight quantizer).
 template <class Int = std::uint8_t, quant_granularity Granularity = per_tensor,
           quant_rounding Rounding = nearest_even, std::size_t N>
-[[nodiscard]] quantized_tensor<Int, N> quantize_range(const xt::xtensor<float, N>& x, int bits,
+[[nodiscard]] quantized_tensor<Int, N> quantize_range(const tensor<float, N>& x, int bits,
                                                       const value_range* range = nullptr, rng* random = nullptr) {
     detail::check_bits<Int>(bits, false, "frugal::quantize_range");
     if (std::is_same_v<Rounding, stochastic> && random == nullptr) {
         throw error("frugal::quantize_range: stochastic rounding needs a random source (pass &rng)");
     }
     quantized_tensor<Int, N> q;
-    q.values = xt::xtensor<Int, N>::from_shape(x.shape());
+    q.values = tensor<Int, N>::from_shape(x.shape());
     q.bits = bits;
     const std::size_t channels = detail::channels_of<Granularity>(x);
     const std::size_t per = channels == 0 ? 0 : x.size() / channels;
@@ -331,8 +332,8 @@ template <class Int = std::uint8_t, quant_granularity Granularity = per_tensor,
 
 /// Values of the codes: offset + scale * code, per channel.
 template <class Int, std::size_t N>
-[[nodiscard]] xt::xtensor<float, N> dequantize(const quantized_tensor<Int, N>& q) {
-    auto out = xt::xtensor<float, N>::from_shape(q.values.shape());
+[[nodiscard]] tensor<float, N> dequantize(const quantized_tensor<Int, N>& q) {
+    auto out = tensor<float, N>::from_shape(q.values.shape());
     const std::size_t channels = q.scale.size();
     const std::size_t per = channels == 0 ? 0 : q.values.size() / channels;
     for (std::size_t c = 0; c < channels; ++c) {
@@ -350,7 +351,7 @@ template <class Int, std::size_t N>
 /// Fake symmetric quantization: `out` receives the dequantized values.
 /// Returns the scale of each channel. `out` may alias `x`.
 template <quant_granularity Granularity = per_tensor, quant_rounding Rounding = nearest_even, std::size_t N>
-std::vector<float> fake_quantize_symmetric(const xt::xtensor<float, N>& x, xt::xtensor<float, N>& out, int bits,
+std::vector<float> fake_quantize_symmetric(const tensor<float, N>& x, tensor<float, N>& out, int bits,
                                            rng* random = nullptr) {
     detail::check_bits<std::int32_t>(bits, true, "frugal::fake_quantize_symmetric");
     if (std::is_same_v<Rounding, stochastic> && random == nullptr) {
@@ -376,7 +377,7 @@ std::vector<float> fake_quantize_symmetric(const xt::xtensor<float, N>& x, xt::x
 /// one grid for the tensor; without, each channel's own [min, max].
 /// `bits == 0` copies x unchanged (full precision). `out` may alias `x`.
 template <quant_granularity Granularity = per_tensor, quant_rounding Rounding = nearest_even, std::size_t N>
-void fake_quantize_range(const xt::xtensor<float, N>& x, xt::xtensor<float, N>& out, int bits,
+void fake_quantize_range(const tensor<float, N>& x, tensor<float, N>& out, int bits,
                          const value_range* range = nullptr, rng* random = nullptr) {
     if (out.shape() != x.shape()) {
         out.resize(x.shape());
@@ -402,7 +403,7 @@ void fake_quantize_range(const xt::xtensor<float, N>& x, xt::xtensor<float, N>& 
 
 /// [min, max] of a tensor (NaN or infinity throws frugal::numeric_error).
 template <std::size_t N>
-[[nodiscard]] value_range min_max(const xt::xtensor<float, N>& x) {
+[[nodiscard]] value_range min_max(const tensor<float, N>& x) {
     return detail::min_max(x.data(), x.size(), "frugal::min_max");
 }
 

@@ -649,10 +649,22 @@ template <class Model>
     return s;
 }
 
+/// Which parameters PSG's sign rule covers.
+enum class sign_scope : std::uint8_t {
+    all,    ///< every parameter (batch-norm scales and shifts and biases too)
+    weights ///< conv and linear weights only (SPEC: "per conv/linear layer"); the rest keep their exact gradient
+};
+
 /// GradientRule of PSG: the sign of the gradient (see the file comment).
+/// With `sign_scope::weights` pair it with the `sgd` UpdateRule (signsgd
+/// would sign the exact gradients again): `optimizer<predictive_sign, sgd>`.
 struct predictive_sign {
     static constexpr const char* name = "predictive_sign";
-    void apply(const parameter&, std::span<float> g) const noexcept {
+    sign_scope scope = sign_scope::all;
+    void apply(const parameter& p, std::span<float> g) const noexcept {
+        if (scope == sign_scope::weights && p.role != param_role::weight) {
+            return;
+        }
         for (float& v : g) {
             v = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
         }

@@ -30,17 +30,20 @@ struct conv_geometry {
     }
 };
 
-/// Fills col (rows() x ld) from one image x (c x h x w).
-inline void im2col(const float* x, const conv_geometry& g, float* col, std::size_t ld) noexcept {
+/// Fills col (rows() x ld) from one image x (c x h x w) of any element type;
+/// positions in the padding get `fill` (0 for float images; the code of 0.0
+/// for quantized ones).
+template <class T>
+inline void im2col_padded(const T* x, const conv_geometry& g, T* col, std::size_t ld, T fill) noexcept {
     const std::size_t ho = g.out_h(), wo = g.out_w();
     const auto ih = static_cast<std::ptrdiff_t>(g.h), iw = static_cast<std::ptrdiff_t>(g.w);
     const auto pad = static_cast<std::ptrdiff_t>(g.pad);
     const auto s = static_cast<std::ptrdiff_t>(g.stride);
     for (std::size_t c = 0; c < g.c; ++c) {
-        const float* xc = x + c * g.h * g.w;
+        const T* xc = x + c * g.h * g.w;
         for (std::size_t ky = 0; ky < g.k; ++ky) {
             for (std::size_t kx = 0; kx < g.k; ++kx) {
-                float* dst = col + ((c * g.k + ky) * g.k + kx) * ld;
+                T* dst = col + ((c * g.k + ky) * g.k + kx) * ld;
                 // output columns whose input column is inside the image
                 const std::ptrdiff_t off = static_cast<std::ptrdiff_t>(kx) - pad;
                 const std::ptrdiff_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
@@ -51,30 +54,35 @@ inline void im2col(const float* x, const conv_geometry& g, float* col, std::size
                 const std::ptrdiff_t first = std::min<std::ptrdiff_t>(lo, static_cast<std::ptrdiff_t>(wo));
                 const std::ptrdiff_t last = std::clamp<std::ptrdiff_t>(hi, first, static_cast<std::ptrdiff_t>(wo));
                 for (std::size_t oy = 0; oy < ho; ++oy) {
-                    float* d = dst + oy * wo;
+                    T* d = dst + oy * wo;
                     const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy) * s - pad + static_cast<std::ptrdiff_t>(ky);
                     if (iy < 0 || iy >= ih) {
-                        std::memset(d, 0, wo * sizeof(float));
+                        std::fill(d, d + wo, fill);
                         continue;
                     }
-                    const float* srow = xc + iy * iw;
+                    const T* srow = xc + iy * iw;
                     for (std::ptrdiff_t ox = 0; ox < first; ++ox) {
-                        d[ox] = 0.0f;
+                        d[ox] = fill;
                     }
                     if (s == 1) {
-                        std::memcpy(d + first, srow + first + off, static_cast<std::size_t>(last - first) * sizeof(float));
+                        std::memcpy(d + first, srow + first + off, static_cast<std::size_t>(last - first) * sizeof(T));
                     } else {
                         for (std::ptrdiff_t ox = first; ox < last; ++ox) {
                             d[ox] = srow[ox * s + off];
                         }
                     }
                     for (std::ptrdiff_t ox = last; ox < static_cast<std::ptrdiff_t>(wo); ++ox) {
-                        d[ox] = 0.0f;
+                        d[ox] = fill;
                     }
                 }
             }
         }
     }
+}
+
+/// Fills col (rows() x ld) from one image x (c x h x w).
+inline void im2col(const float* x, const conv_geometry& g, float* col, std::size_t ld) noexcept {
+    im2col_padded(x, g, col, ld, 0.0f);
 }
 
 /// Adds col (rows() x ld) back into one image dx (c x h x w): the adjoint of

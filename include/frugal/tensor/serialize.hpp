@@ -19,6 +19,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "frugal/error.hpp"
+#include "frugal/tensor/tensor.hpp"
 
 namespace frugal {
 
@@ -47,7 +48,7 @@ public:
         raw(v.data(), v.size() * sizeof(float));
     }
     template <std::size_t N>
-    void tensor(const xt::xtensor<float, N>& t) {
+    void tensor(const tensor<float, N>& t) {
         u32(static_cast<std::uint32_t>(N));
         for (std::size_t d = 0; d < N; ++d) {
             u64(t.shape()[d]);
@@ -118,7 +119,7 @@ public:
     }
     /// Reads a tensor whose shape must equal t's.
     template <std::size_t N>
-    void tensor(xt::xtensor<float, N>& t, std::string_view what) {
+    void tensor(tensor<float, N>& t, std::string_view what) {
         const std::size_t at = pos_;
         const std::uint32_t rank = u32();
         if (rank != N) {

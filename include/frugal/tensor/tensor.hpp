@@ -14,12 +14,14 @@
 #include <xtensor/xtensor.hpp>
 
 #include "frugal/error.hpp"
+#include "frugal/tensor/allocator.hpp"
 
 namespace frugal {
 
-/// A dense row-major tensor of fixed rank.
+/// A dense row-major tensor of fixed rank, stored with tensor_allocator
+/// (64-byte aligned; large blocks reused: tensor/allocator.hpp).
 template <class T, std::size_t Rank>
-using tensor = xt::xtensor<T, Rank>;
+using tensor = xt::xtensor_container<xt::uvector<T, tensor_allocator<T>>, Rank, xt::layout_type::row_major>;
 
 using tensor1 = tensor<float, 1>;
 using tensor2 = tensor<float, 2>;

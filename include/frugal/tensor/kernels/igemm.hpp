@@ -104,6 +104,98 @@ inline void pack_s8(std::size_t k, std::size_t n, const std::int8_t* b, std::siz
 }
 
 namespace detail {
+inline void check_pack_k(std::size_t k, const char* where) {
+    if (k == 0 || k > igemm_max_k) {
+        throw error(frugal::detail::concat(where, ": inner dimension ", k, " must be in [1, ", igemm_max_k,
+                                           "] (int32 sums of 8-bit products)"));
+    }
+}
+/// Sizes `out` for k x n; zeroes only what the packers do not write (the
+/// padding columns, the rows past k in the last group, the tail).
+inline void pack_layout(std::size_t k, std::size_t n, packed_s8& out) {
+    out.k = k;
+    out.n = n;
+    out.groups = (k + 3) / 4;
+    out.stride = (n + packed_s8::col_block - 1) / packed_s8::col_block * packed_s8::col_block;
+    out.data.resize(out.groups * out.stride * 4 + 64);
+    std::int8_t* d = out.data.data();
+    for (std::size_t g = 0; g < out.groups; ++g) {
+        std::memset(d + (g * out.stride + n) * 4, 0, (out.stride - n) * 4);
+    }
+    if (k % 4 != 0) {
+        std::memset(d + (out.groups - 1) * out.stride * 4, 0, out.stride * 4);
+    }
+    std::memset(d + out.groups * out.stride * 4, 0, 64);
+    out.col_sums.assign(n, 0);
+}
+} // namespace detail
+
+/// Packs B = (codes - 128) for unsigned codes (k x n, row-major, leading
+/// dimension ldb): how a layer turns an unsigned operand into the kernel's
+/// signed one (the caller adds 128 * (row sums of A) back).
+inline void pack_u8_shifted(std::size_t k, std::size_t n, const std::uint8_t* b, std::size_t ldb, packed_s8& out) {
+    detail::check_pack_k(k, "frugal::kernels::pack_u8_shifted");
+    detail::pack_layout(k, n, out);
+    std::int32_t* sums = out.col_sums.data();
+    for (std::size_t g = 0; g < out.groups; ++g) {
+        // four rows at a time: one 32-bit word per column, the -128 shift as a xor
+        const std::size_t rows = std::min<std::size_t>(4, k - 4 * g);
+        const std::uint8_t* r[4];
+        for (std::size_t t = 0; t < 4; ++t) {
+            r[t] = t < rows ? b + (4 * g + t) * ldb : nullptr;
+        }
+        std::int8_t* dst = out.data.data() + g * out.stride * 4;
+        if (rows == 4) {
+            const std::uint8_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+            for (std::size_t j = 0; j < n; ++j) {
+                const std::uint32_t v = static_cast<std::uint32_t>(r0[j]) | (static_cast<std::uint32_t>(r1[j]) << 8) |
+                                        (static_cast<std::uint32_t>(r2[j]) << 16) |
+                                        (static_cast<std::uint32_t>(r3[j]) << 24);
+                const std::uint32_t shifted = v ^ 0x80808080u;
+                std::memcpy(dst + 4 * j, &shifted, 4);
+                sums[j] += static_cast<std::int32_t>(r0[j]) + static_cast<std::int32_t>(r1[j]) +
+                           static_cast<std::int32_t>(r2[j]) + static_cast<std::int32_t>(r3[j]) - 512;
+            }
+        } else {
+            for (std::size_t t = 0; t < rows; ++t) {
+                for (std::size_t j = 0; j < n; ++j) {
+                    const auto v = static_cast<std::int8_t>(static_cast<int>(r[t][j]) - 128);
+                    dst[j * 4 + t] = v;
+                    sums[j] += v;
+                }
+            }
+        }
+    }
+}
+
+/// As pack_u8_shifted for B given transposed: bt is n x k (row j holds
+/// column j of B), leading dimension ldt. Four consecutive k of a column are
+/// one 32-bit store.
+inline void pack_u8_shifted_transposed(std::size_t k, std::size_t n, const std::uint8_t* bt, std::size_t ldt,
+                                       packed_s8& out) {
+    detail::check_pack_k(k, "frugal::kernels::pack_u8_shifted_transposed");
+    detail::pack_layout(k, n, out);
+    const std::size_t full = k / 4;
+    for (std::size_t j = 0; j < n; ++j) {
+        const std::uint8_t* src = bt + j * ldt;
+        std::int32_t sum = 0;
+        for (std::size_t g = 0; g < full; ++g) {
+            std::uint32_t v;
+            std::memcpy(&v, src + 4 * g, 4);
+            v ^= 0x80808080u; // u - 128 in each byte, as int8
+            std::memcpy(out.data.data() + (g * out.stride + j) * 4, &v, 4);
+        }
+        for (std::size_t p = full * 4; p < k; ++p) {
+            out.data[(p / 4 * out.stride + j) * 4 + p % 4] = static_cast<std::int8_t>(static_cast<int>(src[p]) - 128);
+        }
+        for (std::size_t p = 0; p < k; ++p) {
+            sum += static_cast<std::int32_t>(src[p]);
+        }
+        out.col_sums[j] = sum - 128 * static_cast<std::int32_t>(k);
+    }
+}
+
+namespace detail {
 
 /// Four consecutive bytes of a row from group g on, zero past k, as one int32.
 inline std::int32_t load4(const std::uint8_t* row, std::size_t g, std::size_t k) noexcept {

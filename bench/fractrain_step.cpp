@@ -1,0 +1,55 @@
+// FracTrain's real saving: the training step (forward, backward, optimizer)
+// of a CIFAR ResNet whose residual-block convolutions are quantized_conv
+// (integer kernels) at several precisions, against the same ResNet in FP32,
+// in the same run, interleaved; median of the runs. The stem convolution and
+// the classifier stay float (SPEC §3.2), as do batch norm and ReLU.
+//
+//   build/bench/bench_fractrain_step [depth] [steps] [runs] [threads]
+//   e.g. build/release/bench/bench_fractrain_step 20 10 5 2
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <frugal/layers/quantized_conv.hpp>
+#include <frugal/model/zoo/resnet.hpp>
+#include <frugal/tensor/kernels/igemm.hpp>
+#include <frugal/tensor/parallel.hpp>
+
+#include "train_bench.hpp"
+
+int main(int argc, char** argv) {
+    const std::size_t depth = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 20;
+    const int steps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 10;
+    const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 5;
+    const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
+    frugal::set_num_threads(threads);
+    bench::fashion_batches fm;
+    using qblock = frugal::basic_block<frugal::quantized_conv_maker>;
+    auto fp32 = frugal::cifar_resnet(depth);
+    auto q8 = frugal::cifar_resnet<qblock>(depth);
+    auto q4 = frugal::cifar_resnet<qblock>(depth);
+    frugal::set_model_precision(q4, {4, 4, 6});
+    std::vector<bench::train_subject> subjects;
+    subjects.push_back(bench::make_train_subject("fp32", fp32, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("int8 (8/8/8)", q8, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("int (4/4/6)", q4, fm.loader, 5));
+    for (auto& s : subjects) {
+        s.run(3, nullptr); // warm-up
+    }
+    const auto t = bench::interleaved(subjects, steps, runs, nullptr);
+    std::printf("ResNet-%zu, batch 128, %d threads, %d steps x %d runs (median), integer kernel: %s\n", depth, threads,
+                steps, runs, frugal::kernels::igemm_path());
+    const double t0 = bench::median_of(t[0]);
+    for (std::size_t i = 0; i < subjects.size(); ++i) {
+        const double ti = bench::median_of(t[i]);
+        std::printf("%-14s %8.1f ms/step  %5.2fx fp32   runs:", subjects[i].name.c_str(), 1e3 * ti, t0 / ti);
+        for (double v : t[i]) {
+            std::printf(" %.0f", 1e3 * v);
+        }
+        std::printf("\n");
+        std::printf("BENCH fractrain_step depth=%zu net=\"%s\" ms_per_step=%.2f speedup=%.3f\n", depth,
+                    subjects[i].name.c_str(), 1e3 * ti, t0 / ti);
+    }
+    return 0;
+}

@@ -1,0 +1,491 @@
+#ifndef FRUGAL_LAYERS_QUANTIZED_CONV_HPP
+#define FRUGAL_LAYERS_QUANTIZED_CONV_HPP
+
+/// @file
+/// frugal::quantized_conv: a convolution whose three products run on 8-bit
+/// integer kernels (FracTrain's quantized layer, SPEC §3.2 with the
+/// quantizers of §0), for real, not simulated:
+///
+/// - forward  `y = conv(Q_a(x), Q_w(w))`: uint8 activation codes x int8
+///   weight codes, int32 sums (kernels::igemm_u8s8);
+/// - backward `dx = conv^T(Q_g(dy), Q_w(w))` and `dW = Q_g(dy) (x) Q_a(x)`,
+///   both from the same quantized error, also on the integer kernel;
+/// - the straight-through estimator: dx and dW are handed on as the
+///   gradients of the float input and the float master weights.
+///
+/// Bit widths (`precision`) are data that can change between steps (a PFQ
+/// schedule raises them); each is 2..8 (stored and computed in 8 bits,
+/// counted at its own width by the cost meter), and `precision::full()` (all
+/// 0) runs the plain float convolution. Every product is exact: the float
+/// result equals the convolution of the dequantized operands up to the
+/// rounding of the final scaling (tests/fractrain compare against a 64-bit
+/// reference).
+///
+/// Quantizers and decisions:
+/// - activations: SPEC §0's range grid over the batch (min of mins, max of
+///   maxes), nearest rounding, running range (EMA, m = 0.1) for evaluation;
+///   **[decision]** the range is widened to contain 0 and shifted by less
+///   than half a step so that 0.0 is a code (zero point `z`, as integer
+///   inference kernels do): zero padding is then exact in integers;
+/// - errors: the same nudged range grid per tensor, stochastic rounding
+///   (the step's random source);
+/// - weights: **[decision]** symmetric per output channel (SPEC §0's default
+///   is the min/max grid): the integer kernel then needs no weight offset.
+///   For dx the sum runs over output channels, across which a per-channel
+///   scale cannot be factored out, so dx uses the dequantized weights
+///   re-quantized per tensor at the same width (a second rounding).
+/// - the bias (if any) stays float; its gradient is the sum of the quantized
+///   error.
+///
+/// Integer identities (A uint8, B int8 = codes - 128, z zero points, K the
+/// inner length), with `a - 128` and `b + 128` restoring the codes:
+///   sum (a - 128)(b + 128 - z) = sum a b + (128 - z) sum a - 128 sum b - 128 (128 - z) K
+/// so each product is one igemm plus row and column sums.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "frugal/layers/conv2d.hpp"
+#include "frugal/layers/layer.hpp"
+#include "frugal/numeric/quantizer.hpp"
+#include "frugal/tensor/im2col.hpp"
+#include "frugal/tensor/kernels/igemm.hpp"
+#include "frugal/tensor/parallel.hpp"
+#include "frugal/tensor/serialize.hpp"
+
+namespace frugal {
+
+/// Bit widths of one quantized layer: activations (forward input), weights,
+/// errors (the output gradient). 0 everywhere = full precision (float).
+struct precision {
+    int act = 8, weight = 8, error = 8;
+    [[nodiscard]] static constexpr precision full() noexcept { return {0, 0, 0}; }
+    [[nodiscard]] constexpr bool is_full() const noexcept { return act == 0 && weight == 0 && error == 0; }
+    friend constexpr bool operator==(const precision&, const precision&) = default;
+};
+
+namespace detail {
+/// Throws unless p is full precision or every width is in [2, 8].
+inline void check_precision(const precision& p, const std::string& where) {
+    if (p.is_full()) {
+        return;
+    }
+    auto ok = [](int b) { return b >= 2 && b <= 8; };
+    if (!ok(p.act) || !ok(p.weight) || !ok(p.error)) {
+        throw error(concat(where, ": bit widths (activations ", p.act, ", weights ", p.weight, ", errors ", p.error,
+                           ") must each be in [2, 8], or all 0 for full precision"));
+    }
+}
+
+/// A range grid whose zero is a code: [lo, hi] widened to contain 0, then
+/// offset = -z * scale with integer z.
+struct zero_point_grid {
+    grid g;
+    int zero = 0;
+};
+[[nodiscard]] inline zero_point_grid nudged_range_grid(value_range r, int bits) noexcept {
+    const float lo = std::min(r.lo, 0.0f), hi = std::max(r.hi, 0.0f);
+    const float levels = static_cast<float>((1 << bits) - 1);
+    const float s = std::max(hi - lo, 1e-8f) / levels;
+    const float z = std::clamp(std::nearbyint(-lo / s), 0.0f, levels);
+    return {{s, 1.0f / s, -z * s, 0.0f, levels}, static_cast<int>(z)};
+}
+} // namespace detail
+
+/// A convolution on 8-bit integer kernels (see the file comment).
+class quantized_conv : public layer_base {
+public:
+    quantized_conv(std::size_t in, std::size_t out, std::size_t kernel, conv_options o = {}, precision p = {})
+        : layer_base("quantized_conv2d"), float_(in, out, kernel, o), prec_(p) {
+        detail::check_precision(p, "frugal::quantized_conv");
+    }
+
+    [[nodiscard]] std::size_t in_channels() const noexcept { return float_.in_channels(); }
+    [[nodiscard]] std::size_t out_channels() const noexcept { return float_.out_channels(); }
+    [[nodiscard]] std::size_t kernel() const noexcept { return float_.kernel(); }
+    [[nodiscard]] const conv_options& options() const noexcept { return float_.options(); }
+    [[nodiscard]] tensor4& weight() noexcept { return float_.weight(); }
+    [[nodiscard]] const tensor4& weight() const noexcept { return float_.weight(); }
+    [[nodiscard]] tensor1& bias() noexcept { return float_.bias(); }
+    [[nodiscard]] const tensor4& weight_grad() const noexcept { return dw_; }
+
+    /// The bit widths of the next steps (checked: 2..8 each, or all 0).
+    void set_precision(const precision& p) {
+        detail::check_precision(p, name());
+        prec_ = p;
+    }
+    [[nodiscard]] const precision& get_precision() const noexcept { return prec_; }
+    /// The running activation range used in evaluation.
+    [[nodiscard]] value_range running_range() const noexcept { return running_; }
+
+    void set_name(std::string n) {
+        layer_base::set_name(n);
+        float_.set_name(n + ".fp32");
+    }
+    void set_input_grad(bool on) {
+        layer_base::set_input_grad(on);
+        float_.set_input_grad(on);
+    }
+    void reset_parameters(rng& g) { float_.reset_parameters(g); }
+    [[nodiscard]] shape4 output_shape(const shape4& x) const { return float_.output_shape(x); }
+
+    const tensor4& forward(context& ctx, const tensor4& x) {
+        float_mode_ = prec_.is_full();
+        if (float_mode_) {
+            return forward_float(ctx, x);
+        }
+        cost_meter* m = meter(ctx);
+        scoped_timer timer(m, slot(), phase::forward);
+        const shape4 xs = shape_of(x);
+        const conv_geometry g = float_.geometry(xs);
+        const std::size_t out = out_channels(), kk = g.rows(), p = g.cols();
+        x_shape_ = xs;
+        used_ = prec_;
+
+        // activations: nudged range grid over the batch (training) or the running range
+        value_range r = running_;
+        if (ctx.training() || !has_running_) {
+            r = detail::min_max(x.data(), x.size(), "frugal::quantized_conv");
+            if (ctx.training()) {
+                running_ = has_running_ ? value_range{0.9f * running_.lo + 0.1f * r.lo, 0.9f * running_.hi + 0.1f * r.hi}
+                                        : r;
+                has_running_ = true;
+            }
+        }
+        const detail::zero_point_grid xg = detail::nudged_range_grid(r, prec_.act);
+        sx_ = xg.g.scale;
+        zx_ = xg.zero;
+        qx_.resize(x.size());
+        parallel_chunks(x.size(), [&](std::size_t lo, std::size_t hi, int) {
+            detail::quantize_nearest(x.data() + lo, hi - lo, xg.g, qx_.data() + lo);
+        });
+
+        // weights: symmetric per output channel; A = codes + 128 (uint8), with row sums
+        const tensor4& w = float_.weight();
+        sw_.resize(out);
+        wq_.resize(out * kk);
+        aw_.resize(out * kk);
+        raw_.assign(out, 0);
+        for (std::size_t o = 0; o < out; ++o) {
+            const float* src = w.data() + o * kk;
+            const detail::grid wg = detail::symmetric_grid(detail::max_abs(src, kk, "frugal::quantized_conv"), prec_.weight);
+            sw_[o] = wg.scale;
+            detail::quantize_nearest(src, kk, wg, wq_.data() + o * kk);
+            for (std::size_t j = 0; j < kk; ++j) {
+                const auto a = static_cast<std::uint8_t>(wq_[o * kk + j] + 128);
+                aw_[o * kk + j] = a;
+                raw_[o] += a;
+            }
+        }
+
+        ensure_shape(y_, {xs.n, out, g.out_h(), g.out_w()});
+        const std::size_t group = group_size(p), groups = (xs.n + group - 1) / group;
+        const auto zx = static_cast<std::uint8_t>(zx_);
+        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
+        const tensor1& bias = float_.bias();
+        parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
+            thread_local std::vector<std::uint8_t> col;
+            thread_local kernels::packed_s8 packed;
+            thread_local std::vector<std::int32_t> c;
+            for (std::size_t gi = lo; gi < hi; ++gi) {
+                const std::size_t s0 = gi * group, cnt = std::min(group, xs.n - s0), ld = cnt * p;
+                col.resize(kk * ld);
+                for (std::size_t s = 0; s < cnt; ++s) {
+                    im2col_padded(qx_.data() + (s0 + s) * xs.per_sample(), g, col.data() + s * p, ld, zx);
+                }
+                kernels::pack_u8_shifted(kk, ld, col.data(), ld, packed);
+                c.resize(out * ld);
+                kernels::igemm_u8s8(out, aw_.data(), kk, packed, c.data(), ld);
+                for (std::size_t o = 0; o < out; ++o) {
+                    const float scale = sx_ * sw_[o];
+                    const std::int64_t row = (128 - zx_) * static_cast<std::int64_t>(raw_[o]) - 128 * (128 - zx_) * kk64;
+                    const float b = bias.size() ? bias(o) : 0.0f;
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        float* yo = y_.data() + ((s0 + s) * out + o) * p;
+                        const std::int32_t* co = c.data() + o * ld + s * p;
+                        const std::int32_t* cs = packed.col_sums.data() + s * p;
+                        for (std::size_t j = 0; j < p; ++j) {
+                            const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
+                            yo[j] = scale * static_cast<float>(v) + b;
+                        }
+                    }
+                }
+            }
+        });
+        if (m != nullptr) {
+            const std::uint64_t macs = static_cast<std::uint64_t>(xs.n) * out * p * kk;
+            m->mac(id(), phase::forward, op_format::integer(prec_.act), op_format::integer(prec_.weight), macs);
+            m->bytes(id(), phase::forward, x.size() * 4 + w.size() * 4, 4 * y_.size());
+        }
+        return y_;
+    }
+
+    const tensor4& backward(context& ctx, const tensor4& dy) {
+        if (float_mode_) {
+            const tensor4& dx = float_.backward(ctx, dy);
+            std::copy(float_.weight_grad().begin(), float_.weight_grad().end(), dw_.begin());
+            if (options().bias) {
+                std::vector<parameter> ps;
+                float_.collect_parameters(ps);
+                if (bias_grad_.size() != out_channels()) {
+                    bias_grad_.resize({out_channels()});
+                }
+                std::copy(ps.back().grad.begin(), ps.back().grad.end(), bias_grad_.begin());
+            }
+            return dx;
+        }
+        cost_meter* m = meter(ctx);
+        if (qx_.empty()) {
+            throw error(detail::concat(name(), ": backward called before forward"));
+        }
+        const shape4 xs = x_shape_;
+        const conv_geometry g = float_.geometry(xs);
+        const std::size_t out = out_channels(), kk = g.rows(), p = g.cols(), per_y = out * p;
+        expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
+        const auto t0 = std::chrono::steady_clock::now();
+
+        // errors: nudged range grid per tensor, stochastic rounding
+        const value_range r = detail::min_max(dy.data(), dy.size(), "frugal::quantized_conv (output gradient)");
+        const detail::zero_point_grid eg = detail::nudged_range_grid(r, used_.error);
+        const float sg = eg.g.scale;
+        const int zg = eg.zero;
+        qg_.resize(dy.size());
+        detail::quantize_stochastic(dy.data(), dy.size(), eg.g, qg_.data(), ctx.random);
+        const auto t1 = std::chrono::steady_clock::now();
+
+        // dx = conv^T: dcol[j, p] = sum_o qt[o, j] (qg[o, p] - zg), A = qt^T + 128 (K x out), B = qg - 128
+        const bool need_dx = input_grad();
+        const tensor4* dx = &empty_;
+        if (need_dx) {
+            float mx = 0.0f;
+            for (std::size_t i = 0; i < wq_.size(); ++i) {
+                mx = std::max(mx, std::fabs(sw_[i / kk] * static_cast<float>(wq_[i])));
+            }
+            const detail::grid tg = detail::symmetric_grid(mx, used_.weight);
+            const float st = tg.scale;
+            at_.resize(kk * out);
+            rat_.assign(kk, 0);
+            for (std::size_t o = 0; o < out; ++o) {
+                for (std::size_t j = 0; j < kk; ++j) {
+                    const float v = sw_[o] * static_cast<float>(wq_[o * kk + j]);
+                    const float q = std::clamp(std::nearbyint(v * tg.inv_scale), tg.code_lo, tg.code_hi);
+                    const auto a = static_cast<std::uint8_t>(static_cast<int>(q) + 128);
+                    at_[j * out + o] = a;
+                    rat_[j] += a;
+                }
+            }
+            ensure_shape(dx_, xs);
+            const std::size_t group = group_size(p), groups = (xs.n + group - 1) / group;
+            const std::int64_t out64 = static_cast<std::int64_t>(out);
+            parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
+                thread_local std::vector<std::uint8_t> gb;
+                thread_local kernels::packed_s8 packed;
+                thread_local std::vector<std::int32_t> c;
+                thread_local std::vector<float> dcol;
+                for (std::size_t gi = lo; gi < hi; ++gi) {
+                    const std::size_t s0 = gi * group, cnt = std::min(group, xs.n - s0), ld = cnt * p;
+                    gb.resize(out * ld);
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        for (std::size_t o = 0; o < out; ++o) {
+                            std::memcpy(gb.data() + o * ld + s * p, qg_.data() + (s0 + s) * per_y + o * p, p);
+                        }
+                    }
+                    kernels::pack_u8_shifted(out, ld, gb.data(), ld, packed);
+                    c.resize(kk * ld);
+                    kernels::igemm_u8s8(kk, at_.data(), out, packed, c.data(), ld);
+                    dcol.resize(kk * ld);
+                    const float scale = sg * st;
+                    for (std::size_t j = 0; j < kk; ++j) {
+                        const std::int64_t row = (128 - zg) * static_cast<std::int64_t>(rat_[j]) - 128 * (128 - zg) * out64;
+                        const std::int32_t* cj = c.data() + j * ld;
+                        float* dj = dcol.data() + j * ld;
+                        for (std::size_t q = 0; q < ld; ++q) {
+                            dj[q] = scale * static_cast<float>(cj[q] + row - 128 * static_cast<std::int64_t>(packed.col_sums[q]));
+                        }
+                    }
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        float* d = dx_.data() + (s0 + s) * xs.per_sample();
+                        std::fill(d, d + xs.per_sample(), 0.0f);
+                        col2im(dcol.data() + s * p, g, ld, d);
+                    }
+                }
+            });
+            dx = &dx_;
+        }
+        const auto t2 = std::chrono::steady_clock::now();
+
+        // dW[o, j] = sx sg sum_p (qx[j, p] - zx)(qg[o, p] - zg), per sample: A = im2col(qx) (K x P),
+        // B = (qg - 128)^T (P x out); exact int64 sums per thread, reduced in a fixed order
+        const int threads = num_threads();
+        const std::size_t entries = kk * out;
+        dw_acc_.assign(static_cast<std::size_t>(threads) * entries, 0);
+        const auto zx = static_cast<std::uint8_t>(zx_);
+        parallel_chunks(xs.n, [&](std::size_t lo, std::size_t hi, int thread) {
+            thread_local std::vector<std::uint8_t> col;
+            thread_local kernels::packed_s8 packed;
+            thread_local std::vector<std::int32_t> c;
+            thread_local std::vector<std::int64_t> rsx;
+            std::int64_t* acc = dw_acc_.data() + static_cast<std::size_t>(thread) * entries;
+            col.resize(kk * p);
+            c.resize(kk * out);
+            rsx.resize(kk);
+            for (std::size_t s = lo; s < hi; ++s) {
+                im2col_padded(qx_.data() + s * xs.per_sample(), g, col.data(), p, zx);
+                kernels::pack_u8_shifted_transposed(p, out, qg_.data() + s * per_y, p, packed);
+                kernels::igemm_u8s8(kk, col.data(), p, packed, c.data(), out);
+                for (std::size_t j = 0; j < kk; ++j) {
+                    const std::uint8_t* cj = col.data() + j * p;
+                    std::int32_t sum = 0; // p * 255 < 2^31 (p <= igemm_max_k)
+                    for (std::size_t q = 0; q < p; ++q) {
+                        sum += cj[q];
+                    }
+                    rsx[j] = sum;
+                }
+                const std::int64_t p64 = static_cast<std::int64_t>(p);
+                for (std::size_t j = 0; j < kk; ++j) {
+                    for (std::size_t o = 0; o < out; ++o) {
+                        acc[j * out + o] += c[j * out + o] + (128 - zg) * rsx[j] -
+                                            zx_ * (static_cast<std::int64_t>(packed.col_sums[o]) + (128 - zg) * p64);
+                    }
+                }
+            }
+        });
+        ensure_shape(dw_, shape_of(float_.weight()));
+        const double sxg = static_cast<double>(sx_) * static_cast<double>(sg);
+        for (std::size_t o = 0; o < out; ++o) {
+            for (std::size_t j = 0; j < kk; ++j) {
+                std::int64_t total = 0;
+                for (int t = 0; t < threads; ++t) {
+                    total += dw_acc_[static_cast<std::size_t>(t) * entries + j * out + o];
+                }
+                dw_.data()[o * kk + j] = static_cast<float>(sxg * static_cast<double>(total));
+            }
+        }
+        tensor1& db = bias_grad_;
+        if (options().bias) {
+            if (db.size() != out) {
+                db.resize({out});
+            }
+            for (std::size_t o = 0; o < out; ++o) {
+                std::int64_t sum = 0;
+                for (std::size_t s = 0; s < xs.n; ++s) {
+                    const std::uint8_t* q = qg_.data() + s * per_y + o * p;
+                    for (std::size_t j = 0; j < p; ++j) {
+                        sum += static_cast<std::int64_t>(q[j]) - zg;
+                    }
+                }
+                db(o) = static_cast<float>(static_cast<double>(sg) * static_cast<double>(sum));
+            }
+        }
+        const auto t3 = std::chrono::steady_clock::now();
+        if (m != nullptr) {
+            const std::uint64_t macs = static_cast<std::uint64_t>(xs.n) * out * p * kk;
+            const op_format fa = op_format::integer(used_.act), fw = op_format::integer(used_.weight),
+                            fg = op_format::integer(used_.error);
+            m->mac(id(), phase::weight_gradient, fa, fg, macs);
+            m->bytes(id(), phase::weight_gradient, qx_.size() + qg_.size(), 4 * dw_.size());
+            m->time(id(), phase::weight_gradient,
+                    std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count());
+            if (need_dx) {
+                m->mac(id(), phase::backward_input, fw, fg, macs);
+                m->bytes(id(), phase::backward_input, qg_.size() + wq_.size(), 4 * dx->size());
+                m->time(id(), phase::backward_input, std::chrono::duration<double>(t2 - t1).count());
+            }
+        }
+        return *dx;
+    }
+
+    void collect_parameters(std::vector<parameter>& ps) {
+        ensure_shape(dw_, shape_of(float_.weight()));
+        add_parameter(ps, "weight", span_of(float_.weight()), span_of(dw_), param_role::weight, true);
+        if (options().bias) {
+            if (bias_grad_.size() != out_channels()) {
+                bias_grad_.resize({out_channels()});
+                bias_grad_.fill(0.0f);
+            }
+            add_parameter(ps, "bias", span_of(float_.bias()), span_of(bias_grad_), param_role::bias, true);
+        }
+    }
+
+    void save(archive_writer& a) const {
+        a.tag("quantized_conv2d/1");
+        a.u32(static_cast<std::uint32_t>(prec_.act));
+        a.u32(static_cast<std::uint32_t>(prec_.weight));
+        a.u32(static_cast<std::uint32_t>(prec_.error));
+        a.u32(has_running_ ? 1 : 0);
+        a.floats(std::vector<float>{running_.lo, running_.hi});
+        float_.save(a);
+    }
+    void load(archive_reader& a) {
+        a.expect("quantized_conv2d/1");
+        precision p;
+        p.act = static_cast<int>(a.u32());
+        p.weight = static_cast<int>(a.u32());
+        p.error = static_cast<int>(a.u32());
+        detail::check_precision(p, name() + " (checkpoint)");
+        const bool has = a.u32() != 0;
+        std::vector<float> r(2);
+        a.floats(r, name() + ".running_range");
+        float_.load(a);
+        prec_ = p;
+        has_running_ = has;
+        running_ = {r[0], r[1]};
+    }
+
+private:
+    /// Samples per integer product: side by side until a row has ~256 columns.
+    [[nodiscard]] static std::size_t group_size(std::size_t p) noexcept {
+        return std::max<std::size_t>(1, 256 / std::max<std::size_t>(p, 1));
+    }
+
+    const tensor4& forward_float(context& ctx, const tensor4& x) {
+        context inner = ctx;
+        const tensor4& y = float_.forward(inner, x);
+        ensure_shape(dw_, shape_of(float_.weight()));
+        return y;
+    }
+
+    conv2d float_; // the float master weights (and the full-precision path)
+    precision prec_, used_{};
+    bool float_mode_ = false, has_running_ = false;
+    value_range running_{};
+    shape4 x_shape_{};
+    float sx_ = 1.0f;
+    int zx_ = 0;
+    std::vector<std::uint8_t> qx_, qg_, aw_, at_;
+    std::vector<std::int8_t> wq_;
+    std::vector<float> sw_;
+    std::vector<std::int32_t> raw_, rat_;
+    std::vector<std::int64_t> dw_acc_;
+    tensor4 y_, dx_, dw_, empty_;
+    tensor1 bias_grad_;
+};
+
+static_assert(layer<quantized_conv>);
+
+/// ConvMaker for basic_block: `basic_block<quantized_conv_maker>` runs its convolutions in 8 bits.
+struct quantized_conv_maker {
+    using type = quantized_conv;
+    [[nodiscard]] static quantized_conv make(std::size_t in, std::size_t out, std::size_t k, conv_options o) {
+        return quantized_conv(in, out, k, o);
+    }
+};
+
+/// Sets the precision of every quantized_conv of a model.
+template <class Model>
+void set_model_precision(Model& model, const precision& p) {
+    model.for_each_layer([&](auto& l) {
+        if constexpr (requires { l.set_precision(p); }) {
+            l.set_precision(p);
+        }
+    });
+}
+
+} // namespace frugal
+
+#endif

@@ -182,6 +182,8 @@ int main(int argc, char** argv) try {
                                 "SLU: regularizer weight (0: 1e-3 in execute mode, SPEC's 1e-5 in simulate mode)");
     const std::string slu_mode = a.str("slu-mode", "execute", "SLU: execute (skip for real) or simulate");
     s.slu.alpha = static_cast<float>(alpha); // 0: slu_options picks by mode
+    const double gate_lr = a.real("gate-lr", 0.0, "SLU: learning rate of the gate network (0: the model's); with "
+                                                  "--sign-scope weights the gates take exact SGD steps at this rate");
     s.psg.beta = static_cast<float>(a.real("beta", 0.05, "PSG: tau = beta * max |g_msb|"));
     s.swa = a.flag("swa", true, "PSG: stochastic weight averaging from 75% of the epochs");
     const std::string scope = a.str("sign-scope", "all", "PSG: parameters the sign rule covers: all, or weights "
@@ -190,6 +192,10 @@ int main(int argc, char** argv) try {
         a.fail("--sign-scope must be all or weights, not '" + scope + "'");
     }
     s.sign_scope = scope == "all" ? frugal::sign_scope::all : frugal::sign_scope::weights;
+    if (gate_lr < 0.0) {
+        a.fail("--gate-lr must be >= 0");
+    }
+    s.slu.gate_lr_scale = gate_lr > 0.0 ? static_cast<float>(gate_lr / s.lr) : 1.0f;
     const std::string subset = a.str("subset", "0", "train on this many images (0: all 60000; small: 1024)");
     const long test_subset = a.integer("test-subset", 0, "evaluate on this many test images (0: all 10000)");
     s.seed = static_cast<std::uint64_t>(a.integer("seed", 1, "seed of initialisation, data order, augmentation, SMD"));
@@ -251,8 +257,9 @@ int main(int argc, char** argv) try {
         std::printf("  SMD: p %.2f, %s\n", s.p_drop, s.smd_momentum_step ? "zero-gradient step on drops" : "drops do nothing");
     }
     if (s.recipe == "slu" || s.recipe == "e2train") {
-        std::printf("  SLU: target execution %.0f%%, alpha %g, %s mode\n", 100.0 * s.slu.target_exec, s.slu.effective_alpha(),
-                    slu_mode.c_str());
+        std::printf("  SLU: target execution %.0f%%, alpha %g, %s mode, gate learning rate %g\n",
+                    100.0 * s.slu.target_exec, s.slu.effective_alpha(), slu_mode.c_str(),
+                    s.lr * static_cast<double>(s.slu.gate_lr_scale));
     }
     if (psg_recipe) {
         std::printf("  PSG: beta %g, x/w %d bits (MSB %d), errors %d bits (MSB %d), sign on %s, SWA %s\n", s.psg.beta,

@@ -6,10 +6,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <frugal/layers/conv2d.hpp>
 #include <frugal/layers/dense.hpp>
+#include <frugal/layers/gated.hpp>
 #include <frugal/layers/residual.hpp>
 #include <frugal/model/sequential.hpp>
 #include <frugal/model/zoo/resnet.hpp>
@@ -294,6 +296,51 @@ TEST_CASE("signsgd and the predictive sign rule") {
     opt.step(ctx, fr::signsgd::default_lr);
     CHECK(d.weight()(0, 0) == doctest::Approx(1.0f - 0.03f));
     CHECK(d.weight()(0, 1) == doctest::Approx(1.0f + 0.03f));
+}
+
+TEST_CASE("the sign scope leaves batch norm, biases and the gate network exact; lr_scale scales a parameter's step") {
+    std::vector<float> g{-0.3f, 0.0f, 7.0f};
+    const fr::predictive_sign weights_only{fr::sign_scope::weights};
+    for (const fr::param_role role : {fr::param_role::bias, fr::param_role::bn_scale, fr::param_role::bn_shift,
+                                      fr::param_role::gate, fr::param_role::other}) {
+        std::vector<float> c = g;
+        fr::parameter p;
+        p.role = role;
+        weights_only.apply(p, c);
+        CHECK(c == g);
+    }
+    std::vector<float> c = g;
+    weights_only.apply(fr::parameter{}, c); // role weight
+    CHECK(c == std::vector<float>{-1.0f, 0.0f, 1.0f});
+
+    // a gated stack hands its gate parameters over with the role gate and its lr scale
+    using block = fr::basic_block<>;
+    std::vector<block> blocks{block(2, 2, 1), block(2, 2, 1)};
+    fr::slu_options so;
+    so.gate_lr_scale = 25.0f;
+    fr::gated<block> net(blocks, so);
+    std::vector<fr::parameter> ps;
+    net.collect_parameters(ps);
+    std::size_t gates = 0;
+    for (const auto& p : ps) {
+        const bool gate = p.name.find("gate") != std::string::npos;
+        CHECK((p.role == fr::param_role::gate) == gate);
+        CHECK(p.lr_scale == (gate ? 25.0f : 1.0f));
+        gates += gate ? 1 : 0;
+    }
+    CHECK(gates == 2 + 5); // unit 1's weight and bias, the LSTM's three and the linear layer's two
+
+    // the optimizer multiplies the learning rate by lr_scale
+    fr::dense d(1, 1, false);
+    d.weight()(0, 0) = 1.0f;
+    std::vector<fr::parameter> dp;
+    d.collect_parameters(dp);
+    dp[0].lr_scale = 4.0f;
+    fr::optimizer<> opt(dp, fr::sgd{0.0f, 0.0f, false});
+    dp[0].grad[0] = 0.5f;
+    fr::context ctx;
+    opt.step(ctx, 0.1f);
+    CHECK(d.weight()(0, 0) == doctest::Approx(1.0f - 4.0f * 0.1f * 0.5f));
 }
 
 TEST_CASE("weight average accumulates the running mean and swaps it in and out") {

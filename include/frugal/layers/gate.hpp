@@ -135,9 +135,9 @@ public:
         }
 
         void collect_parameters(std::vector<parameter>& ps) {
-            ps.push_back(parameter{name_ + ".weight", std::span<float>(w_), std::span<float>(dw_), param_role::weight,
+            ps.push_back(parameter{name_ + ".weight", std::span<float>(w_), std::span<float>(dw_), param_role::gate,
                                    true});
-            ps.push_back(parameter{name_ + ".bias", std::span<float>(b_), std::span<float>(db_), param_role::bias,
+            ps.push_back(parameter{name_ + ".bias", std::span<float>(b_), std::span<float>(db_), param_role::gate,
                                    true});
         }
         void save(archive_writer& a) const {
@@ -329,11 +329,11 @@ public:
         auto add = [&](const char* s, std::vector<float>& v, std::vector<float>& g, param_role role) {
             ps.push_back(parameter{name_ + "." + s, std::span<float>(v), std::span<float>(g), role, true});
         };
-        add("lstm.weight_ih", wx_, dwx_, param_role::weight);
-        add("lstm.weight_hh", wh_, dwh_, param_role::weight);
-        add("lstm.bias", b_, db_, param_role::bias);
-        add("linear.weight", wl_, dwl_, param_role::weight);
-        add("linear.bias", bl_, dbl_, param_role::bias);
+        add("lstm.weight_ih", wx_, dwx_, param_role::gate);
+        add("lstm.weight_hh", wh_, dwh_, param_role::gate);
+        add("lstm.bias", b_, db_, param_role::gate);
+        add("linear.weight", wl_, dwl_, param_role::gate);
+        add("linear.bias", bl_, dbl_, param_role::gate);
     }
     void save(archive_writer& a) const {
         a.tag("recurrent_gate/1");

@@ -78,6 +78,10 @@ struct slu_options {
     slu_mode mode = slu_mode::execute;
     gate_override force = gate_override::none;
     float forced_rate = 1.0f; ///< with gate_override::random: the probability that a pair runs
+    /// Learning-rate multiplier of the gate network's parameters (their
+    /// `parameter::lr_scale`, read when the optimizer collects them): lets
+    /// the gates learn at SGD's rate under a sign optimizer's small one.
+    float gate_lr_scale = 1.0f;
 
     [[nodiscard]] float effective_alpha() const noexcept {
         return alpha > 0.0f ? alpha : (mode == slu_mode::simulate ? 1e-5f : 1e-3f);
@@ -99,6 +103,9 @@ struct slu_options {
         }
         if (!(forced_rate >= 0.0f && forced_rate <= 1.0f)) {
             bad("forced_rate", forced_rate, "[0, 1]");
+        }
+        if (!(gate_lr_scale >= 0.0f) || !std::isfinite(gate_lr_scale)) {
+            bad("gate_lr_scale", gate_lr_scale, "finite, >= 0");
         }
     }
 };
@@ -624,10 +631,14 @@ public:
         for (auto& b : blocks_) {
             b.collect_parameters(ps);
         }
+        const std::size_t first_gate = ps.size();
         for (std::size_t i = 1; i < units_.size(); ++i) {
             units_[i].collect_parameters(ps);
         }
         gate_.collect_parameters(ps);
+        for (std::size_t i = first_gate; i < ps.size(); ++i) {
+            ps[i].lr_scale = opt_.gate_lr_scale;
+        }
     }
 
     void save(archive_writer& a) const {

@@ -55,7 +55,7 @@ struct context {
 };
 
 /// What a parameter is, for optimizers and pruning.
-enum class param_role : std::uint8_t { weight, bias, bn_scale, bn_shift, other };
+enum class param_role : std::uint8_t { weight, bias, bn_scale, bn_shift, gate, other };
 
 /// A view of one trainable tensor and its gradient.
 struct parameter {
@@ -64,6 +64,7 @@ struct parameter {
     std::span<float> grad;
     param_role role = param_role::weight;
     bool decay = true;      ///< whether weight decay applies
+    float lr_scale = 1.0f;  ///< this parameter's learning rate is lr_scale times the optimizer's (parameter groups)
 };
 
 /// The interface every layer models.

@@ -652,7 +652,7 @@ template <class Model>
 /// Which parameters PSG's sign rule covers.
 enum class sign_scope : std::uint8_t {
     all,    ///< every parameter (batch-norm scales and shifts and biases too)
-    weights ///< conv and linear weights only (SPEC: "per conv/linear layer"); the rest keep their exact gradient
+    weights ///< conv and linear weights only (SPEC: "per conv/linear layer"); batch norm, biases and the SLU gate network keep their exact gradient
 };
 
 /// GradientRule of PSG: the sign of the gradient (see the file comment).

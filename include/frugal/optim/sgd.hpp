@@ -87,7 +87,7 @@ public:
             gradient_.apply(p, p.grad);
             update_.update(p.value, p.grad,
                            std::span<float>(state_.data() + offset * UpdateRule::state_size, n * UpdateRule::state_size),
-                           lr, p.decay);
+                           lr * p.lr_scale, p.decay);
             offset += n;
             values += n;
         }

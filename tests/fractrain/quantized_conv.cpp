@@ -17,6 +17,8 @@
 #include <frugal/layers/quantized_conv.hpp>
 #include <frugal/numeric/random.hpp>
 
+#include "layers/gradcheck.hpp"
+
 namespace fr = frugal;
 
 namespace {
@@ -331,4 +333,19 @@ TEST_CASE("quantized_conv: the meter counts each product at its own widths; eval
         REQUIRE(yb.data()[i] == yc.data()[i]);
     }
     CHECK(q.running_range().hi == r.hi); // evaluation does not move it
+}
+
+TEST_CASE("quantized_conv: the straight-through gradient passes a finite-difference check at 8 bits") {
+    // the forward is piecewise constant in steps of 1/255 of the range; a
+    // difference step of many quantization steps sees the slope underneath
+    fr::quantized_conv q(3, 4, 3, {1, 1, true}, {8, 8, 8});
+    q.set_name("qc");
+    fr::rng g(21);
+    q.reset_parameters(g);
+    const fr::tensor4 x = random_input({2, 3, 6, 6}, g, 0.0f, 1.0f);
+    gradcheck::options o;
+    o.h = 0.05;
+    o.rtol = 0.1;
+    o.atol = 0.05;
+    gradcheck::check(q, x, o);
 }

@@ -9,6 +9,7 @@
 
 #include "frugal/layers/layer.hpp"
 #include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 namespace frugal {
@@ -68,18 +69,7 @@ public:
     }
     /// dx = dy where y > 0, else 0.
     static void gate(const float* y, const float* dy, float* dx, std::size_t n) {
-        parallel_chunks(n, [&](std::size_t b, std::size_t e, int) {
-            using simd::fbatch;
-            std::size_t i = b;
-            const fbatch zero(0.0f);
-            for (; i + simd::width <= e; i += simd::width) {
-                const auto on = fbatch::load_unaligned(y + i) > zero;
-                xsimd::select(on, fbatch::load_unaligned(dy + i), zero).store_unaligned(dx + i);
-            }
-            for (; i < e; ++i) {
-                dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-            }
-        });
+        parallel_chunks(n, [&](std::size_t b, std::size_t e, int) { kernels::relu_gate(y + b, dy + b, dx + b, e - b); });
     }
 
 private:

@@ -52,6 +52,7 @@
 #include "frugal/layers/gate.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 namespace frugal {
@@ -253,9 +254,9 @@ public:
             }
             const float* bp = b->data() + pos_[n] * per;
             if (runs(n)) {
-                add_relu_row(bp, sp, yp, per);
+                kernels::add_relu(bp, sp, yp, per);
             } else {
-                add_relu_row(bp, sp, f_.data() + pos_[n] * per, per);
+                kernels::add_relu(bp, sp, f_.data() + pos_[n] * per, per);
                 std::memcpy(yp, sp, per * sizeof(float));
             }
         });
@@ -291,7 +292,7 @@ public:
             dm_[n] = dot_diff(d, f, s + n * per, per);
             float* db = whole ? nullptr : dsub_.data() + j * per;
             if (run) {
-                relu_gate_row(f, d, dsn, per);
+                kernels::relu_gate(f, d, dsn, per);
                 if (db != nullptr) {
                     std::memcpy(db, dsn, per * sizeof(float));
                 }
@@ -326,7 +327,7 @@ public:
             if (dxb == nullptr || pos_[n] == npos) {
                 std::memcpy(dst, a, per_in * sizeof(float));
             } else {
-                add_row(a, dxb->data() + (computed_all ? n : pos_[n]) * per_in, dst, per_in);
+                kernels::add(a, dxb->data() + (computed_all ? n : pos_[n]) * per_in, dst, per_in);
             }
         });
         if (dxb != nullptr) {
@@ -342,42 +343,6 @@ private:
 
     [[nodiscard]] bool runs(std::size_t n) const noexcept { return decisions_.empty() || decisions_[n] != 0; }
 
-    // Row kernels (one sample; the callers spread samples over the threads).
-    static void add_relu_row(const float* a, const float* b, float* c, std::size_t n) noexcept {
-        using simd::fbatch;
-        const fbatch zero(0.0f);
-        std::size_t i = 0;
-        for (; i + simd::width <= n; i += simd::width) {
-            xsimd::max(fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i), zero).store_unaligned(c + i);
-        }
-        for (; i < n; ++i) {
-            const float v = a[i] + b[i];
-            c[i] = v > 0.0f ? v : 0.0f;
-        }
-    }
-    static void add_row(const float* a, const float* b, float* c, std::size_t n) noexcept {
-        using simd::fbatch;
-        std::size_t i = 0;
-        for (; i + simd::width <= n; i += simd::width) {
-            (fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i)).store_unaligned(c + i);
-        }
-        for (; i < n; ++i) {
-            c[i] = a[i] + b[i];
-        }
-    }
-    /// dx = y > 0 ? dy : 0
-    static void relu_gate_row(const float* y, const float* dy, float* dx, std::size_t n) noexcept {
-        using simd::fbatch;
-        const fbatch zero(0.0f);
-        std::size_t i = 0;
-        for (; i + simd::width <= n; i += simd::width) {
-            const auto on = fbatch::load_unaligned(y + i) > zero;
-            xsimd::select(on, fbatch::load_unaligned(dy + i), zero).store_unaligned(dx + i);
-        }
-        for (; i < n; ++i) {
-            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-        }
-    }
     /// sum d * (f - s), in float lanes (two accumulators) summed in double.
     static float dot_diff(const float* d, const float* f, const float* s, std::size_t n) noexcept {
         using simd::fbatch;

@@ -23,6 +23,7 @@
 #include "frugal/layers/batchnorm.hpp"
 #include "frugal/layers/conv2d.hpp"
 #include "frugal/layers/layer.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 namespace frugal {
@@ -234,32 +235,12 @@ public:
 
     /// c = max(a + b, 0), vectorized and spread over the threads.
     static void add_relu(const float* a, const float* b, float* c, std::size_t n) {
-        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) {
-            using simd::fbatch;
-            const fbatch zero(0.0f);
-            std::size_t i = lo;
-            for (; i + simd::width <= hi; i += simd::width) {
-                xsimd::max(fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i), zero).store_unaligned(c + i);
-            }
-            for (; i < hi; ++i) {
-                const float v = a[i] + b[i];
-                c[i] = v > 0.0f ? v : 0.0f;
-            }
-        });
+        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) { kernels::add_relu(a + lo, b + lo, c + lo, hi - lo); });
     }
 
     /// c = a + b, vectorized and spread over the threads.
     static void add(const float* a, const float* b, float* c, std::size_t n) {
-        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) {
-            using simd::fbatch;
-            std::size_t i = lo;
-            for (; i + simd::width <= hi; i += simd::width) {
-                (fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i)).store_unaligned(c + i);
-            }
-            for (; i < hi; ++i) {
-                c[i] = a[i] + b[i];
-            }
-        });
+        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) { kernels::add(a + lo, b + lo, c + lo, hi - lo); });
     }
 
 private:

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <frugal/cost/meter.hpp>
@@ -287,6 +288,22 @@ TEST_CASE("quantized_conv: full precision is the float convolution; bad widths a
     CHECK_THROWS_WITH_AS(q.set_precision({9, 8, 8}), doctest::Contains("must each be in [2, 8]"), fr::error);
     CHECK_THROWS_WITH_AS(q.set_precision({8, 1, 8}), doctest::Contains("weights 1"), fr::error);
     CHECK_THROWS_AS(fr::quantized_conv(3, 4, 3, {}, {0, 8, 8}), fr::error);
+
+    // bad input at 8 bits: a NaN (in the activations or the output gradient) and a wrong shape
+    fr::quantized_conv q8(3, 4, 3, {1, 1, false}, {8, 8, 8});
+    q8.reset_parameters(g);
+    fr::tensor4 bad = x;
+    bad.data()[5] = std::nanf("");
+    CHECK_THROWS_AS((void)q8.forward(ctx, bad), fr::numeric_error);
+    const fr::tensor4 y8 = q8.forward(ctx, x);
+    fr::tensor4 dbad = random_input(fr::shape_of(y8), g, -1.0f, 1.0f);
+    dbad.data()[0] = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_AS((void)q8.backward(ctx, dbad), fr::numeric_error);
+    CHECK_THROWS_AS((void)q8.forward(ctx, random_input({2, 5, 6, 6}, g, 0.0f, 1.0f)), fr::shape_error);
+    CHECK_THROWS_AS((void)q8.forward(ctx, bad), fr::numeric_error);
+    CHECK_THROWS_WITH_AS((void)q8.backward(ctx, dbad), doctest::Contains("before forward"), fr::error);
+    (void)q8.forward(ctx, x);
+    CHECK_THROWS_AS((void)q8.backward(ctx, random_input({2, 4, 5, 6}, g, 0.0f, 1.0f)), fr::shape_error);
 }
 
 TEST_CASE("quantized_conv: the meter counts each product at its own widths; eval uses the running range") {

@@ -144,8 +144,20 @@ public:
         const shape4 xs = shape_of(x);
         const conv_geometry g = float_.geometry(xs);
         const std::size_t out = out_channels(), kk = g.rows(), p = g.cols();
-        x_shape_ = xs;
-        used_ = prec_;
+        qx_.clear(); // until this forward succeeds, backward refuses (capacity is kept)
+
+        // weights: symmetric per output channel; A = codes + 128 (uint8), with row sums
+        const tensor4& w = float_.weight();
+        quantize_symmetric<std::int8_t, per_channel, nearest_even>(w, prec_.weight, qw_);
+        const std::int8_t* wq = qw_.values.data();
+        const std::vector<float>& sw = qw_.scale;
+        aw_.resize(out * kk);
+        raw_.assign(out, 0);
+        for (std::size_t i = 0; i < out * kk; ++i) {
+            const auto a = static_cast<std::uint8_t>(wq[i] + 128);
+            aw_[i] = a;
+            raw_[i / kk] += a;
+        }
 
         // activations: nudged range grid over the batch (training) or the running range
         value_range r = running_;
@@ -165,24 +177,9 @@ public:
             detail::quantize_nearest(x.data() + lo, hi - lo, xg.g, qx_.data() + lo);
         });
 
-        // weights: symmetric per output channel; A = codes + 128 (uint8), with row sums
-        const tensor4& w = float_.weight();
-        sw_.resize(out);
-        wq_.resize(out * kk);
-        aw_.resize(out * kk);
-        raw_.assign(out, 0);
-        for (std::size_t o = 0; o < out; ++o) {
-            const float* src = w.data() + o * kk;
-            const detail::grid wg = detail::symmetric_grid(detail::max_abs(src, kk, "frugal::quantized_conv"), prec_.weight);
-            sw_[o] = wg.scale;
-            detail::quantize_nearest(src, kk, wg, wq_.data() + o * kk);
-            for (std::size_t j = 0; j < kk; ++j) {
-                const auto a = static_cast<std::uint8_t>(wq_[o * kk + j] + 128);
-                aw_[o * kk + j] = a;
-                raw_[o] += a;
-            }
-        }
-
+        // everything that can throw (non-finite input or weights) is behind us
+        x_shape_ = xs;
+        used_ = prec_;
         ensure_shape(y_, {xs.n, out, g.out_h(), g.out_w()});
         const std::size_t group = group_size(p), groups = (xs.n + group - 1) / group;
         const auto zx = static_cast<std::uint8_t>(zx_);
@@ -202,7 +199,7 @@ public:
                 c.resize(out * ld);
                 kernels::igemm_u8s8(out, aw_.data(), kk, packed, c.data(), ld);
                 for (std::size_t o = 0; o < out; ++o) {
-                    const float scale = sx_ * sw_[o];
+                    const float scale = sx_ * sw[o];
                     const std::int64_t row = (128 - zx_) * static_cast<std::int64_t>(raw_[o]) - 128 * (128 - zx_) * kk64;
                     const float b = bias.size() ? bias(o) : 0.0f;
                     for (std::size_t s = 0; s < cnt; ++s) {
@@ -263,8 +260,10 @@ public:
         const tensor4* dx = &empty_;
         if (need_dx) {
             float mx = 0.0f;
-            for (std::size_t i = 0; i < wq_.size(); ++i) {
-                mx = std::max(mx, std::fabs(sw_[i / kk] * static_cast<float>(wq_[i])));
+            const std::int8_t* wq = qw_.values.data();
+            const std::vector<float>& sw = qw_.scale;
+            for (std::size_t i = 0; i < qw_.values.size(); ++i) {
+                mx = std::max(mx, std::fabs(sw[i / kk] * static_cast<float>(wq[i])));
             }
             const detail::grid tg = detail::symmetric_grid(mx, used_.weight);
             const float st = tg.scale;
@@ -272,7 +271,7 @@ public:
             rat_.assign(kk, 0);
             for (std::size_t o = 0; o < out; ++o) {
                 for (std::size_t j = 0; j < kk; ++j) {
-                    const float v = sw_[o] * static_cast<float>(wq_[o * kk + j]);
+                    const float v = sw[o] * static_cast<float>(wq[o * kk + j]);
                     const float q = std::clamp(std::nearbyint(v * tg.inv_scale), tg.code_lo, tg.code_hi);
                     const auto a = static_cast<std::uint8_t>(static_cast<int>(q) + 128);
                     at_[j * out + o] = a;
@@ -393,7 +392,7 @@ public:
                     std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count());
             if (need_dx) {
                 m->mac(id(), phase::backward_input, fw, fg, macs);
-                m->bytes(id(), phase::backward_input, qg_.size() + wq_.size(), 4 * dx->size());
+                m->bytes(id(), phase::backward_input, qg_.size() + qw_.values.size(), 4 * dx->size());
                 m->time(id(), phase::backward_input, std::chrono::duration<double>(t2 - t1).count());
             }
         }
@@ -458,8 +457,7 @@ private:
     float sx_ = 1.0f;
     int zx_ = 0;
     std::vector<std::uint8_t> qx_, qg_, aw_, at_;
-    std::vector<std::int8_t> wq_;
-    std::vector<float> sw_;
+    quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;
     std::vector<std::int64_t> dw_acc_;
     tensor4 y_, dx_, dw_, empty_;

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include <frugal/numeric/random.hpp>
+#include <frugal/tensor/allocator.hpp>
+#include <frugal/tensor/tensor.hpp>
 #include <frugal/tensor/im2col.hpp>
 #include <frugal/tensor/kernels/gemm.hpp>
 #include <frugal/tensor/kernels/igemm.hpp>
@@ -144,9 +146,9 @@ TEST_CASE("packing unsigned codes (plain and transposed) equals pack_s8 of the s
         }
     }
     fr::kernels::packed_s8 p;
-    std::vector<std::uint8_t> none(4);
-    CHECK_THROWS_AS(fr::kernels::pack_u8_shifted(0, 1, none.data(), 1, p), fr::error);
-    CHECK_THROWS_AS(fr::kernels::pack_u8_shifted_transposed(fr::kernels::igemm_max_k + 1, 1, none.data(), 1, p),
+    std::vector<std::uint8_t> codes(fr::kernels::igemm_max_k + 1); // as long as the refused inner dimension
+    CHECK_THROWS_AS(fr::kernels::pack_u8_shifted(0, 1, codes.data(), 1, p), fr::error);
+    CHECK_THROWS_AS(fr::kernels::pack_u8_shifted_transposed(codes.size(), 1, codes.data(), codes.size(), p),
                     fr::error);
 }
 
@@ -219,3 +221,40 @@ TEST_CASE("parallel_chunks covers every index once") {
 }
 
 } // TEST_SUITE
+
+TEST_CASE("tensor_pool rounds to size classes, reuses freed blocks and respects its limit") {
+    auto& pool = fr::tensor_pool::instance();
+    const std::size_t old_limit = pool.statistics().limit_bytes;
+    for (std::size_t bytes : {std::size_t{1}, std::size_t{100}, std::size_t{65536}, std::size_t{100000},
+                              std::size_t{6422528}, std::size_t{123456789}}) {
+        const std::size_t c = fr::tensor_pool::class_bytes(bytes);
+        CHECK(c >= bytes);
+        CHECK(c % fr::tensor_pool::alignment == 0);
+        if (bytes >= fr::tensor_pool::pool_min_bytes) {
+            CHECK(static_cast<double>(c) <= 1.125 * static_cast<double>(bytes)); // eight classes per power of two
+        }
+    }
+    pool.release();
+    pool.set_limit(std::size_t{64} << 20);
+    const std::size_t n = 300000; // bytes: a pooled size
+    void* a = pool.allocate(n);
+    REQUIRE(a != nullptr);
+    CHECK(reinterpret_cast<std::uintptr_t>(a) % fr::tensor_pool::alignment == 0);
+    pool.deallocate(a, n);
+    CHECK(pool.statistics().cached_bytes == fr::tensor_pool::class_bytes(n));
+    const auto hits = pool.statistics().hits;
+    void* b = pool.allocate(n - 1000); // same class: the freed block comes back
+    CHECK(b == a);
+    CHECK(pool.statistics().hits == hits + 1);
+    CHECK(pool.statistics().cached_bytes == 0);
+    pool.deallocate(b, n - 1000);
+    pool.set_limit(0); // lowering the limit frees the cache, and nothing more is kept
+    CHECK(pool.statistics().cached_bytes == 0);
+    void* c = pool.allocate(n);
+    pool.deallocate(c, n);
+    CHECK(pool.statistics().cached_bytes == 0);
+    // tensors use it
+    fr::tensor4 t = fr::tensor4::from_shape({4, 16, 28, 28});
+    CHECK(reinterpret_cast<std::uintptr_t>(t.data()) % fr::tensor_pool::alignment == 0);
+    pool.set_limit(old_limit);
+}

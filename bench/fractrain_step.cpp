@@ -1,8 +1,10 @@
 // FracTrain's real saving: the training step (forward, backward, optimizer)
 // of a CIFAR ResNet whose residual-block convolutions are quantized_conv
-// (integer kernels) at several precisions, against the same ResNet in FP32,
-// in the same run, interleaved; median of the runs. The stem convolution and
-// the classifier stay float (SPEC §3.2), as do batch norm and ReLU.
+// (integer kernels) at PFQ's four stages (a3w3e6, a4w4e6, a6w6e8, a8w8e8)
+// and as a DFQ network (gate, sort by option, groups), against the same
+// ResNet in FP32, in the same run, interleaved; median of the runs. The stem
+// convolution and the classifier stay float (SPEC §3.2), as do batch norm and
+// ReLU.
 //
 //   build/bench/bench_fractrain_step [depth] [steps] [runs] [threads]
 //   e.g. build/release/bench/bench_fractrain_step 20 10 5 2
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include <frugal/layers/quantized_conv.hpp>
+#include <frugal/model/zoo/dfq_resnet.hpp>
 #include <frugal/model/zoo/resnet.hpp>
 #include <frugal/tensor/kernels/igemm.hpp>
 #include <frugal/tensor/parallel.hpp>
@@ -25,15 +28,23 @@ int main(int argc, char** argv) {
     const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
     frugal::set_num_threads(threads);
     bench::fashion_batches fm;
-    using qblock = frugal::basic_block<frugal::quantized_conv_maker>;
+    using qblock = frugal::quantized_block;
     auto fp32 = frugal::cifar_resnet(depth);
     auto q8 = frugal::cifar_resnet<qblock>(depth);
+    auto q6 = frugal::cifar_resnet<qblock>(depth);
     auto q4 = frugal::cifar_resnet<qblock>(depth);
+    auto q3 = frugal::cifar_resnet<qblock>(depth);
+    frugal::set_model_precision(q6, {6, 6, 8});
     frugal::set_model_precision(q4, {4, 4, 6});
+    frugal::set_model_precision(q3, {3, 3, 6});
+    auto dfq = frugal::dfq_cifar_resnet(depth);
     std::vector<bench::train_subject> subjects;
     subjects.push_back(bench::make_train_subject("fp32", fp32, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("int8 (8/8/8)", q8, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("int (6/6/8)", q6, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("int (4/4/6)", q4, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("int (3/3/6)", q3, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("dfq (gated)", dfq, fm.loader, 5));
     for (auto& s : subjects) {
         s.run(3, nullptr); // warm-up
     }

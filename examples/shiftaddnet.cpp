@@ -9,6 +9,7 @@
 //   shiftaddnet --model shiftadd --subset 256 --test-subset 256 --epochs 1 --batch 64   (a quick check)
 //   shiftaddnet --help
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -23,6 +24,7 @@
 #include <frugal/train/trainer.hpp>
 
 #include "common/cli.hpp"
+#include "common/data.hpp"
 
 namespace {
 
@@ -98,22 +100,19 @@ int main(int argc, char** argv) try {
         a.fail("--fix8 and --fixed-shift apply to the shift and adder models");
     }
 
-    auto train_set = frugal::load_fashion_mnist(frugal::data_split::train, data);
-    if (subset > 0) {
-        train_set = frugal::subset(train_set, static_cast<std::size_t>(subset), static_cast<std::uint64_t>(seed));
-    }
-    auto test_set = frugal::load_fashion_mnist(frugal::data_split::test, data);
-    if (test_subset > 0) {
-        test_set = frugal::subset(test_set, static_cast<std::size_t>(test_subset), static_cast<std::uint64_t>(seed));
-    }
-    const auto norm = frugal::normalization::from_dataset(train_set);
-    frugal::batch_options bo;
-    bo.batch_size = r.batch;
-    bo.seed = static_cast<std::uint64_t>(seed);
-    bo.augment.crop_padding = static_cast<std::size_t>(crop);
-    bo.augment.flip = flip;
-    frugal::batch_loader train_data(train_set, norm, bo);
-    frugal::batch_loader test_data(test_set, norm, frugal::batch_options::evaluation(500));
+    cli::data_options dopts;
+    dopts.dir = data;
+    dopts.subset = static_cast<std::size_t>(std::max(0L, subset));
+    dopts.test_subset = static_cast<std::size_t>(std::max(0L, test_subset));
+    dopts.subset_seed = static_cast<std::uint64_t>(seed);
+    dopts.batch = r.batch;
+    dopts.seed = static_cast<std::uint64_t>(seed);
+    dopts.crop = static_cast<std::size_t>(std::max(0L, crop));
+    dopts.flip = flip;
+    cli::fashion_data fm(dopts);
+    frugal::batch_loader& train_data = fm.train;
+    frugal::batch_loader& test_data = fm.test;
+    const frugal::image_dataset& train_set = fm.train_set;
 
     frugal::fit_options o;
     o.epochs = r.epochs;

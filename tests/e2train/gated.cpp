@@ -17,6 +17,7 @@
 #include <frugal/model/sequential.hpp>
 #include <frugal/model/zoo/gated_resnet.hpp>
 
+#include "layers/gate_fd.hpp"
 #include "layers/gradcheck.hpp"
 
 namespace fr = frugal;
@@ -209,88 +210,9 @@ TEST_CASE("the decision gradient is the exact change of the objective between sk
 }
 
 TEST_CASE("recurrent gate gradients by finite differences through time") {
-    // three steps, each from its own unit over its own feature map; objective sum_t sum_n r_tn p_tn
     fr::rng g(21);
     fr::recurrent_gate gate;
-    gate.reset_parameters(g);
-    std::vector<fr::recurrent_gate::unit> units{gate.make_unit(3), gate.make_unit(2), gate.make_unit(4)};
-    for (auto& u : units) {
-        u.reset_parameters(g);
-    }
-    std::vector<fr::tensor4> xs{random_tensor({3, 3, 4, 4}, g, 2.0f), random_tensor({3, 2, 3, 3}, g, 2.0f),
-                                random_tensor({3, 4, 2, 2}, g, 2.0f)};
-    std::vector<std::vector<float>> r(3, std::vector<float>(3));
-    for (auto& v : r) {
-        for (auto& e : v) {
-            e = 2.0f * g.uniform() - 1.0f;
-        }
-    }
-    fr::context ctx;
-    auto objective = [&]() {
-        gate.begin(3);
-        double s = 0.0;
-        for (std::size_t t = 0; t < 3; ++t) {
-            const auto& p = gate.step(ctx, units[t].forward(ctx, xs[t]));
-            for (std::size_t n = 0; n < 3; ++n) {
-                s += static_cast<double>(r[t][n]) * p[n];
-            }
-        }
-        return s;
-    };
-    (void)objective();
-    gate.begin_backward();
-    std::vector<fr::tensor4> dxs;
-    for (auto& x : xs) {
-        dxs.push_back(fr::tensor4(fr::tensor4::from_shape(x.shape())));
-        dxs.back().fill(0.0f);
-    }
-    for (std::size_t t = 3; t-- > 0;) {
-        const auto& d = gate.step_backward(ctx, r[t].data());
-        units[t].backward(ctx, d.data(), &dxs[t]);
-    }
-    std::vector<fr::parameter> ps;
-    gate.collect_parameters(ps);
-    for (auto& u : units) {
-        u.collect_parameters(ps);
-    }
-    std::vector<std::vector<float>> grads;
-    for (const auto& p : ps) {
-        grads.emplace_back(p.grad.begin(), p.grad.end());
-    }
-    const double h = 1e-2; // smooth everywhere: a large step keeps float rounding out of the difference
-    auto compare = [&](const std::string& what, double analytic, double numeric) {
-        INFO(what << ": analytic " << analytic << ", finite difference " << numeric);
-        CHECK(std::fabs(analytic - numeric) <= 2e-5 + 2e-2 * std::max(std::fabs(analytic), std::fabs(numeric)));
-    };
-    std::size_t nonzero = 0;
-    for (std::size_t pi = 0; pi < ps.size(); ++pi) {
-        for (std::size_t i = 0; i < ps[pi].value.size(); i += 3) {
-            float& v = ps[pi].value[i];
-            const float keep = v;
-            v = static_cast<float>(keep + h);
-            const double up = objective();
-            v = static_cast<float>(keep - h);
-            const double down = objective();
-            v = keep;
-            compare(ps[pi].name + "[" + std::to_string(i) + "]", grads[pi][i], (up - down) / (2 * h));
-            nonzero += grads[pi][i] != 0.0f ? 1 : 0;
-        }
-    }
-    CHECK(nonzero > 20);
-    for (std::size_t t = 0; t < 3; ++t) {
-        for (std::size_t i = 0; i < xs[t].size(); i += 5) {
-            float& v = xs[t].data()[i];
-            const float keep = v;
-            v = static_cast<float>(keep + h);
-            const double up = objective();
-            v = static_cast<float>(keep - h);
-            const double down = objective();
-            v = keep;
-            char name[48]; // (a string concatenation here trips a GCC 12 -Wstringop-overflow false positive)
-            std::snprintf(name, sizeof name, "x%zu[%zu]", static_cast<std::size_t>(t), i);
-            compare(name, dxs[t].data()[i], (up - down) / (2 * h));
-        }
-    }
+    gate_fd::check(gate, g);
 }
 
 TEST_CASE("the straight-through gradient reaches the shared gate of a gated stack") {

@@ -70,21 +70,40 @@ std::vector<double> dequantized_weights(const fr::tensor4& w, int bits) {
     return r;
 }
 
-/// The per-channel weights re-quantized per tensor (what dx uses).
-std::vector<double> per_tensor_requantized(const std::vector<double>& wc, int bits) {
-    const double qmax = (1 << (bits - 1)) - 1;
-    float m = 0.0f;
-    for (double v : wc) {
-        m = std::max(m, std::fabs(static_cast<float>(v)));
+/// The per-output-channel scales of the symmetric weight grid.
+std::vector<float> weight_scales(const fr::tensor4& w, int bits) {
+    const std::size_t out = w.shape()[0], kk = w.size() / out;
+    const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+    std::vector<float> sc(out);
+    for (std::size_t o = 0; o < out; ++o) {
+        float m = 0.0f;
+        for (std::size_t j = 0; j < kk; ++j) {
+            m = std::max(m, std::fabs(w.data()[o * kk + j]));
+        }
+        sc[o] = m / qmax;
     }
-    const float s = m / static_cast<float>(qmax), inv = m > 0 ? static_cast<float>(qmax) / m : 0.0f;
-    std::vector<double> r(wc.size());
-    for (std::size_t i = 0; i < wc.size(); ++i) {
-        const float q = std::clamp(std::nearbyint(static_cast<float>(wc[i]) * inv), -static_cast<float>(qmax),
-                                   static_cast<float>(qmax));
-        r[i] = static_cast<double>(s) * static_cast<double>(q);
+    return sc;
+}
+
+/// The integer weight codes q = w_dequantized / s (exact: w_dequantized = s q in double).
+std::vector<double> weight_codes(const std::vector<double>& wr, const std::vector<float>& sc) {
+    const std::size_t kk = wr.size() / sc.size();
+    std::vector<double> q(wr.size());
+    for (std::size_t i = 0; i < wr.size(); ++i) {
+        q[i] = sc[i / kk] > 0 ? wr[i] / static_cast<double>(sc[i / kk]) : 0.0;
     }
-    return r;
+    return q;
+}
+
+/// dy[o, p] = n[o, p] / s_o: the output gradient whose scaled error s_o dy (what dx quantizes) is the
+/// integer tensor n, on its grid (stochastic rounding then leaves it unchanged).
+fr::tensor4 unscaled(const fr::tensor4& n, const std::vector<float>& sc) {
+    fr::tensor4 d = n;
+    const std::size_t out = sc.size(), p = n.size() / n.shape()[0] / out;
+    for (std::size_t i = 0; i < d.size(); ++i) {
+        d.data()[i] = n.data()[i] / sc[(i / p) % out];
+    }
+    return d;
 }
 
 struct geom {
@@ -159,7 +178,7 @@ TEST_CASE("quantized_conv: forward, dx and dW equal the integer-exact reference 
             CAPTURE(G.k);
             CAPTURE(G.stride);
             CAPTURE(bias);
-            for (const fr::precision prec : {fr::precision{8, 8, 8}, fr::precision{4, 3, 6}, fr::precision{2, 2, 2}}) {
+            for (const fr::bit_widths prec : {fr::bit_widths{8, 8, 8}, fr::bit_widths{4, 3, 6}, fr::bit_widths{2, 2, 2}}) {
                 CAPTURE(prec.act);
                 fr::quantized_conv q(G.c, G.out, G.k, {G.stride, G.pad, bias}, prec);
                 q.set_name("qc");
@@ -200,14 +219,19 @@ TEST_CASE("quantized_conv: forward, dx and dW equal the integer-exact reference 
                 }
                 d.data()[0] = static_cast<float>(lo);
                 d.data()[d.size() - 1] = static_cast<float>(hi);
-                const fr::tensor4 dx = q.backward(ctx, d);
+                // dx first, from dy = d / s_w: dx = sum_o codes[o, j] d[o, p]
+                const auto sc = weight_scales(q.weight(), prec.weight);
+                const fr::tensor4 dx = q.backward(ctx, unscaled(d, sc));
                 std::vector<double> dd(d.begin(), d.end()), dxr, dwr, unused;
-                conv_grads_ref(G, xr, per_tensor_requantized(wr, prec.weight), dd, dxr, unused);
-                conv_grads_ref(G, xr, wr, dd, unused, dwr);
-                const double dxmax = max_abs_of(dxr), dwmax = max_abs_of(dwr);
+                conv_grads_ref(G, xr, weight_codes(wr, sc), dd, dxr, unused);
+                const double dxmax = max_abs_of(dxr);
                 for (std::size_t i = 0; i < dxr.size(); ++i) {
                     REQUIRE(std::fabs(static_cast<double>(dx.data()[i]) - dxr[i]) <= 1e-5 * dxmax + 1e-6);
                 }
+                // then dW from dy = d (a second backward of the same forward)
+                (void)q.backward(ctx, d);
+                conv_grads_ref(G, xr, wr, dd, unused, dwr);
+                const double dwmax = max_abs_of(dwr);
                 const fr::tensor4& dw = q.weight_grad();
                 for (std::size_t i = 0; i < dwr.size(); ++i) {
                     REQUIRE(std::fabs(static_cast<double>(dw.data()[i]) - dwr[i]) <= 1e-5 * dwmax + 1e-6);
@@ -264,7 +288,7 @@ TEST_CASE("quantized_conv: 8-bit straight-through gradients agree with the float
 }
 
 TEST_CASE("quantized_conv: full precision is the float convolution; bad widths are refused") {
-    fr::quantized_conv q(3, 4, 3, {1, 1, true}, fr::precision::full());
+    fr::quantized_conv q(3, 4, 3, {1, 1, true}, fr::bit_widths::full());
     fr::conv2d f(3, 4, 3, {1, 1, true});
     fr::rng g(5);
     q.reset_parameters(g);
@@ -350,6 +374,101 @@ TEST_CASE("quantized_conv: the meter counts each product at its own widths; eval
         REQUIRE(yb.data()[i] == yc.data()[i]);
     }
     CHECK(q.running_range().hi == r.hi); // evaluation does not move it
+}
+
+TEST_CASE("quantized_conv: precision groups run each slice of the batch at its own widths, exactly") {
+    // DFQ sorts a batch by the gate's choice; each group must equal the layer run on that slice alone
+    const geom G{6, 5, 7, 7, 5, 3, 1, 1};
+    const std::vector<fr::precision_group> groups{{2, {4, 4, 6}}, {0, {3, 4, 6}}, {3, {6, 4, 8}}, {1, {3, 4, 6}}};
+    fr::quantized_conv q(G.c, G.out, G.k, {1, 1, false}, {8, 8, 8});
+    q.set_name("qc");
+    fr::rng g(21);
+    q.reset_parameters(g);
+    q.set_groups(groups);
+    const fr::tensor4 x = random_input({G.n, G.c, G.h, G.w}, g, -0.6f, 1.4f);
+    // an output gradient on each group's grid (see the first test): integers of the group's error range
+    fr::tensor4 d = fr::tensor4::from_shape({G.n, G.out, G.ho(), G.wo()});
+    const std::size_t per_x = G.c * G.h * G.w, per_y = G.out * G.ho() * G.wo();
+    {
+        std::size_t s0 = 0;
+        for (const auto& gr : groups) {
+            const int lo = -((1 << (gr.widths.error - 1)) - 1), hi = 1 << (gr.widths.error - 1);
+            for (std::size_t i = s0 * per_y; i < (s0 + gr.count) * per_y; ++i) {
+                d.data()[i] = std::min(static_cast<float>(lo + static_cast<int>(g.uniform() * static_cast<float>(hi - lo + 1))),
+                                       static_cast<float>(hi));
+            }
+            if (gr.count > 0) {
+                d.data()[s0 * per_y] = static_cast<float>(lo);
+                d.data()[(s0 + gr.count) * per_y - 1] = static_cast<float>(hi);
+            }
+            s0 += gr.count;
+        }
+    }
+    fr::cost_meter m;
+    fr::context ctx;
+    ctx.meter = &m;
+    const fr::tensor4 y = q.forward(ctx, x);
+    const auto wr = dequantized_weights(q.weight(), 4);
+    const auto sc = weight_scales(q.weight(), 4);
+    const auto codes = weight_codes(wr, sc);
+    const fr::tensor4 dx = q.backward(ctx, unscaled(d, sc)); // dx from s_w dy = d (see the first test)
+    (void)q.backward(ctx, d);                                // dW from dy = d
+    std::vector<double> dw_total(q.weight().size(), 0.0);
+    std::size_t s0 = 0;
+    for (const auto& gr : groups) {
+        if (gr.count == 0) {
+            continue;
+        }
+        CAPTURE(s0);
+        geom S = G;
+        S.n = gr.count;
+        fr::tensor4 xs = fr::tensor4::from_shape({S.n, S.c, S.h, S.w});
+        std::copy(x.data() + s0 * per_x, x.data() + (s0 + S.n) * per_x, xs.data());
+        const auto xr = dequantized_activations(xs, gr.widths.act); // the group's own range
+        const auto yr = conv_ref(S, xr, wr);
+        const double ymax = max_abs_of(yr);
+        for (std::size_t i = 0; i < yr.size(); ++i) {
+            REQUIRE(std::fabs(static_cast<double>(y.data()[s0 * per_y + i]) - yr[i]) <= 1e-5 * ymax + 1e-6);
+        }
+        std::vector<double> dd(d.data() + s0 * per_y, d.data() + (s0 + S.n) * per_y), dxr, dwr, unused;
+        conv_grads_ref(S, xr, codes, dd, dxr, unused);
+        conv_grads_ref(S, xr, wr, dd, unused, dwr);
+        const double dxmax = max_abs_of(dxr);
+        for (std::size_t i = 0; i < dxr.size(); ++i) {
+            REQUIRE(std::fabs(static_cast<double>(dx.data()[s0 * per_x + i]) - dxr[i]) <= 1e-5 * dxmax + 1e-6);
+        }
+        for (std::size_t i = 0; i < dwr.size(); ++i) {
+            dw_total[i] += dwr[i];
+        }
+        s0 += gr.count;
+    }
+    const double dwmax = max_abs_of(dw_total);
+    for (std::size_t i = 0; i < dw_total.size(); ++i) {
+        REQUIRE(std::fabs(static_cast<double>(q.weight_grad().data()[i]) - dw_total[i]) <= 1e-5 * dwmax + 1e-6);
+    }
+    // the meter counts each group at its widths: 3 samples a3, 2 a4, 3 a6 (the empty group adds nothing)
+    const std::uint64_t per_sample = static_cast<std::uint64_t>(G.out) * G.ho() * G.wo() * G.c * G.k * G.k;
+    const auto& l = m.layers().at(m.layer("qc"));
+    const auto ops = [&](fr::phase p, int a, int b) {
+        const auto& c = l.phases[static_cast<std::size_t>(p)].ops;
+        const auto it = c.find(fr::op_key{fr::op_kind::mac, fr::op_format::integer(a), fr::op_format::integer(b)});
+        return it == c.end() ? std::uint64_t{0} : it->second;
+    };
+    CHECK(ops(fr::phase::forward, 4, 4) == 2 * per_sample);
+    CHECK(ops(fr::phase::forward, 3, 4) == 1 * per_sample);
+    CHECK(ops(fr::phase::forward, 6, 4) == 3 * per_sample);
+    // (two backward passes ran)
+    CHECK(ops(fr::phase::weight_gradient, 6, 8) == 2 * 3 * per_sample);
+    CHECK(ops(fr::phase::backward_input, 4, 6) == 2 * 3 * per_sample);
+    CHECK(ops(fr::phase::backward_input, 4, 8) == 2 * 3 * per_sample);
+
+    // bad groups: not covering the batch, two weight widths, a full-precision group
+    q.set_groups({{2, {4, 4, 6}}, {3, {6, 4, 8}}});
+    CHECK_THROWS_WITH_AS(q.forward(ctx, x), doctest::Contains("cover 5 samples, the batch has 6"), fr::shape_error);
+    CHECK_THROWS_WITH_AS(q.set_groups({{2, {4, 4, 6}}, {4, {6, 8, 8}}}), doctest::Contains("one weight width"),
+                         fr::error);
+    CHECK_THROWS_WITH_AS(q.set_groups({{6, fr::bit_widths::full()}}), doctest::Contains("full precision"), fr::error);
+    CHECK_THROWS_WITH_AS(q.set_groups({{6, {9, 4, 4}}}), doctest::Contains("[2, 8]"), fr::error);
 }
 
 TEST_CASE("quantized_conv: the straight-through gradient passes a finite-difference check at 8 bits") {

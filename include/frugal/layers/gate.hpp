@@ -3,14 +3,21 @@
 
 /// @file
 /// frugal::recurrent_gate: the gate network of E2-Train's selective layer
-/// update (SPEC §1.2(b), SkipNet-style, one LSTM shared by all blocks).
+/// update (SPEC §1.2(b), SkipNet-style, one LSTM shared by all blocks), and
+/// frugal::precision_gate<K>, the same structure with K softmax outputs that
+/// FracTrain's dynamic fractional quantization uses (SPEC §3.2: pool, 1x1
+/// C -> 32, ReLU, 1x1 32 -> 16, LSTM 16, linear 16 -> K, softmax). Both are
+/// `basic_recurrent_gate<Features, Hidden, Outputs, Mid>`.
 ///
 /// For the gate of block i, the block's input h (the output of block i - 1)
 /// is average-pooled over its pixels and mapped by a per-block 1x1
 /// convolution C -> 10 (`recurrent_gate::unit`); the 10 features are one time
 /// step of a shared LSTM (hidden size 10) whose state is zeroed at the start
 /// of every forward pass (`begin`); a shared linear 10 -> 1 and a sigmoid give
-/// the execution probability p of each sample.
+/// the execution probability p of each sample. With Mid > 0 the unit is two
+/// 1x1 convolutions with a ReLU between (C -> Mid -> Features); with
+/// Outputs > 1 the head is a linear Hidden -> Outputs and a softmax, and a
+/// step returns n x Outputs probabilities.
 ///
 /// Backward runs the steps in reverse order (back-propagation through time):
 /// `begin_backward`, then `step_backward(dp)` once per step, last step
@@ -37,18 +44,25 @@
 
 namespace frugal {
 
-class recurrent_gate {
+template <std::size_t Features, std::size_t Hidden, std::size_t Outputs = 1, std::size_t Mid = 0>
+class basic_recurrent_gate {
 public:
-    static constexpr std::size_t features = 10; ///< unit outputs = LSTM input size
-    static constexpr std::size_t hidden = 10;   ///< LSTM hidden size
+    static_assert(Features > 0 && Hidden > 0 && Outputs > 0, "frugal::basic_recurrent_gate: sizes must be positive");
+    static constexpr std::size_t features = Features; ///< unit outputs = LSTM input size
+    static constexpr std::size_t hidden = Hidden;     ///< LSTM hidden size
+    static constexpr std::size_t outputs = Outputs;   ///< 1: sigmoid probability; more: softmax over them
+    static constexpr std::size_t mid = Mid;           ///< width of the unit's hidden layer (0: none)
     static constexpr std::size_t gates = 4 * hidden;
 
-    /// The per-block part: global average pool, then a 1x1 convolution C -> 10 with bias.
+    /// The per-block part: global average pool, then a 1x1 convolution C -> Features with bias
+    /// (with Mid > 0: C -> Mid, ReLU, Mid -> Features).
     class unit {
     public:
+        static constexpr std::size_t in_width(std::size_t c) noexcept { return Mid > 0 ? Mid : c; }
         explicit unit(std::size_t channels = 1)
-            : c_(channels), w_(features * channels, 0.0f), b_(features, 0.0f), dw_(w_.size(), 0.0f),
-              db_(features, 0.0f) {}
+            : c_(channels), w_(features * in_width(channels), 0.0f), b_(features, 0.0f), dw_(w_.size(), 0.0f),
+              db_(features, 0.0f), w1_(Mid * channels, 0.0f), b1_(Mid, 0.0f), dw1_(w1_.size(), 0.0f),
+              db1_(Mid, 0.0f) {}
 
         [[nodiscard]] std::size_t channels() const noexcept { return c_; }
         [[nodiscard]] std::vector<float>& weight() noexcept { return w_; }
@@ -59,8 +73,13 @@ public:
             slot_.rename(name);
         }
         void reset_parameters(rng& g) {
-            uniform_fill(w_, 1.0f / std::sqrt(static_cast<float>(c_)), g);
-            uniform_fill(b_, 1.0f / std::sqrt(static_cast<float>(c_)), g);
+            if constexpr (Mid > 0) {
+                uniform_fill(w1_, 1.0f / std::sqrt(static_cast<float>(c_)), g);
+                uniform_fill(b1_, 1.0f / std::sqrt(static_cast<float>(c_)), g);
+            }
+            const auto k = static_cast<float>(in_width(c_));
+            uniform_fill(w_, 1.0f / std::sqrt(k), g);
+            uniform_fill(b_, 1.0f / std::sqrt(k), g);
         }
 
         /// Features [n x 10] of a batch h [n x C x H x W].
@@ -71,25 +90,37 @@ public:
                                                  to_string(s)));
             }
             shape_ = s;
-            const std::size_t hw = s.h * s.w;
+            const std::size_t hw = s.h * s.w, iw = in_width(c_);
             pooled_.assign(s.n * c_, 0.0f);
+            mid_.assign(s.n * Mid, 0.0f);
             out_.assign(s.n * features, 0.0f);
             const float inv = hw ? 1.0f / static_cast<float>(hw) : 0.0f;
             parallel_for(s.n, [&](std::size_t n) {
                 for (std::size_t c = 0; c < c_; ++c) {
                     pooled_[n * c_ + c] = plane_sum(h.data() + (n * c_ + c) * hw, hw) * inv;
                 }
+                const float* in = pooled_.data() + n * c_;
+                if constexpr (Mid > 0) {
+                    for (std::size_t j = 0; j < Mid; ++j) {
+                        float acc = b1_[j];
+                        for (std::size_t c = 0; c < c_; ++c) {
+                            acc += w1_[j * c_ + c] * in[c];
+                        }
+                        mid_[n * Mid + j] = std::max(acc, 0.0f);
+                    }
+                    in = mid_.data() + n * Mid;
+                }
                 for (std::size_t f = 0; f < features; ++f) {
                     float acc = b_[f];
-                    for (std::size_t c = 0; c < c_; ++c) {
-                        acc += w_[f * c_ + c] * pooled_[n * c_ + c];
+                    for (std::size_t c = 0; c < iw; ++c) {
+                        acc += w_[f * iw + c] * in[c];
                     }
                     out_[n * features + f] = acc;
                 }
             });
             if (cost_meter* m = slot_.bind(ctx.meter)) {
-                m->unary(slot_.id(), phase::forward, op_kind::add, fp32, s.size() + s.n * features);
-                m->mac(slot_.id(), phase::forward, fp32, fp32, s.n * (c_ + features * c_));
+                m->unary(slot_.id(), phase::forward, op_kind::add, fp32, s.size() + s.n * (features + Mid));
+                m->mac(slot_.id(), phase::forward, fp32, fp32, s.n * (c_ + Mid * c_ + features * iw));
             }
             return out_;
         }
@@ -98,19 +129,34 @@ public:
         /// parameter gradients and, when dh is not null, adds dL/dh to *dh
         /// (same shape as the last forward's input).
         void backward(context& ctx, const float* d, tensor4* dh) {
-            std::fill(dw_.begin(), dw_.end(), 0.0f);
-            std::fill(db_.begin(), db_.end(), 0.0f);
-            const std::size_t hw = shape_.h * shape_.w;
+            for (auto* g : {&dw_, &db_, &dw1_, &db1_}) {
+                std::fill(g->begin(), g->end(), 0.0f);
+            }
+            const std::size_t hw = shape_.h * shape_.w, iw = in_width(c_);
             const float inv = hw ? 1.0f / static_cast<float>(hw) : 0.0f;
             dpooled_.assign(shape_.n * c_, 0.0f);
+            std::vector<float> dmid(Mid);
             for (std::size_t n = 0; n < shape_.n; ++n) {
                 const float* dn = d + n * features;
                 float* dp = dpooled_.data() + n * c_;
+                const float* in = Mid > 0 ? mid_.data() + n * Mid : pooled_.data() + n * c_;
+                float* din = Mid > 0 ? dmid.data() : dp;
+                std::fill(dmid.begin(), dmid.end(), 0.0f);
                 for (std::size_t f = 0; f < features; ++f) {
                     db_[f] += dn[f];
-                    for (std::size_t c = 0; c < c_; ++c) {
-                        dw_[f * c_ + c] += dn[f] * pooled_[n * c_ + c];
-                        dp[c] += dn[f] * w_[f * c_ + c];
+                    for (std::size_t c = 0; c < iw; ++c) {
+                        dw_[f * iw + c] += dn[f] * in[c];
+                        din[c] += dn[f] * w_[f * iw + c];
+                    }
+                }
+                if constexpr (Mid > 0) {
+                    for (std::size_t j = 0; j < Mid; ++j) {
+                        const float dj = in[j] > 0.0f ? dmid[j] : 0.0f; // ReLU
+                        db1_[j] += dj;
+                        for (std::size_t c = 0; c < c_; ++c) {
+                            dw1_[j * c_ + c] += dj * pooled_[n * c_ + c];
+                            dp[c] += dj * w1_[j * c_ + c];
+                        }
                     }
                 }
             }
@@ -126,33 +172,50 @@ public:
                 });
             }
             if (cost_meter* m = slot_.bind(ctx.meter)) {
-                m->mac(slot_.id(), phase::weight_gradient, fp32, fp32, shape_.n * features * (c_ + 1));
+                m->mac(slot_.id(), phase::weight_gradient, fp32, fp32,
+                       shape_.n * (features * (iw + 1) + Mid * (c_ + 1)));
                 if (dh != nullptr) {
-                    m->mac(slot_.id(), phase::backward_input, fp32, fp32, shape_.n * features * c_);
+                    m->mac(slot_.id(), phase::backward_input, fp32, fp32, shape_.n * (features * iw + Mid * c_));
                     m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, shape_.size());
                 }
             }
         }
 
         void collect_parameters(std::vector<parameter>& ps) {
-            ps.push_back(parameter{name_ + ".weight", std::span<float>(w_), std::span<float>(dw_), param_role::gate,
-                                   true});
-            ps.push_back(parameter{name_ + ".bias", std::span<float>(b_), std::span<float>(db_), param_role::gate,
-                                   true});
+            auto add = [&](const char* s, std::vector<float>& v, std::vector<float>& g) {
+                ps.push_back(parameter{name_ + s, std::span<float>(v), std::span<float>(g), param_role::gate, true});
+            };
+            if constexpr (Mid > 0) {
+                add(".fc1.weight", w1_, dw1_);
+                add(".fc1.bias", b1_, db1_);
+                add(".fc2.weight", w_, dw_);
+                add(".fc2.bias", b_, db_);
+            } else {
+                add(".weight", w_, dw_);
+                add(".bias", b_, db_);
+            }
         }
         void save(archive_writer& a) const {
-            a.tag("gate_unit/1");
+            a.tag(Mid > 0 ? "gate_unit/2" : "gate_unit/1");
             a.u64(c_);
+            if constexpr (Mid > 0) {
+                a.floats(w1_);
+                a.floats(b1_);
+            }
             a.floats(w_);
             a.floats(b_);
         }
         void load(archive_reader& a) {
-            a.expect("gate_unit/1");
+            a.expect(Mid > 0 ? "gate_unit/2" : "gate_unit/1");
             const std::size_t at = a.offset();
             const std::uint64_t c = a.u64();
             if (c != c_) {
                 a.fail(at, detail::concat(name_, ": the checkpoint holds a gate unit for ", c,
                                           " channels, the model's has ", c_));
+            }
+            if constexpr (Mid > 0) {
+                a.floats(w1_, name_ + ".fc1.weight");
+                a.floats(b1_, name_ + ".fc1.bias");
             }
             a.floats(w_, name_ + ".weight");
             a.floats(b_, name_ + ".bias");
@@ -176,17 +239,18 @@ public:
         }
 
         std::size_t c_;
-        std::vector<float> w_, b_, dw_, db_;
-        std::vector<float> pooled_, out_, dpooled_;
+        std::vector<float> w_, b_, dw_, db_, w1_, b1_, dw1_, db1_;
+        std::vector<float> pooled_, mid_, out_, dpooled_;
         shape4 shape_{};
         std::string name_ = "gate_unit";
         meter_slot slot_{"gate_unit"};
     };
 
-    explicit recurrent_gate(float initial_bias = 2.0f)
+    /// `initial_bias`: the head's bias at initialisation, for every output.
+    explicit basic_recurrent_gate(float initial_bias = Outputs == 1 ? 2.0f : 0.0f)
         : initial_bias_(initial_bias), wx_(gates * features, 0.0f), wh_(gates * hidden, 0.0f), b_(gates, 0.0f),
-          wl_(hidden, 0.0f), bl_(1, initial_bias), dwx_(wx_.size(), 0.0f), dwh_(wh_.size(), 0.0f),
-          db_(gates, 0.0f), dwl_(hidden, 0.0f), dbl_(1, 0.0f) {}
+          wl_(Outputs * hidden, 0.0f), bl_(Outputs, initial_bias), dwx_(wx_.size(), 0.0f), dwh_(wh_.size(), 0.0f),
+          db_(gates, 0.0f), dwl_(wl_.size(), 0.0f), dbl_(Outputs, 0.0f) {}
 
     [[nodiscard]] unit make_unit(std::size_t channels) const { return unit(channels); }
 
@@ -200,7 +264,7 @@ public:
         uniform_fill(wh_, k, g);
         uniform_fill(b_, k, g);
         uniform_fill(wl_, k, g);
-        bl_[0] = initial_bias_;
+        std::fill(bl_.begin(), bl_.end(), initial_bias_);
     }
 
     /// Starts a forward pass over a batch of n samples: zero state, no steps.
@@ -211,7 +275,8 @@ public:
     }
     [[nodiscard]] std::size_t steps() const noexcept { return steps_; }
 
-    /// One time step on features x [n x 10]; returns p [n].
+    /// One time step on features x [n x features]; returns p [n x outputs]
+    /// (one sigmoid probability per sample, or a softmax row per sample).
     const std::vector<float>& step(context& ctx, const std::vector<float>& x) {
         if (x.size() != n_ * features) {
             throw shape_error(detail::concat(name_, ": gate step expects ", n_, " x ", features, " features, got ",
@@ -227,7 +292,7 @@ public:
         r.act.assign(n_ * gates, 0.0f);
         r.c.assign(n_ * hidden, 0.0f);
         r.h.assign(n_ * hidden, 0.0f);
-        r.p.assign(n_, 0.0f);
+        r.p.assign(n_ * Outputs, 0.0f);
         for (std::size_t n = 0; n < n_; ++n) {
             float* a = r.act.data() + n * gates;
             for (std::size_t j = 0; j < gates; ++j) {
@@ -242,20 +307,38 @@ public:
                 }
                 a[j] = (j / hidden == 2) ? std::tanh(z) : sigmoid(z); // order i, f, g, o
             }
-            float z = bl_[0];
             for (std::size_t q = 0; q < hidden; ++q) {
                 const float cprev = cp != nullptr ? (*cp)[n * hidden + q] : 0.0f;
                 const float c = a[hidden + q] * cprev + a[q] * a[2 * hidden + q];
-                const float h = a[3 * hidden + q] * std::tanh(c);
                 r.c[n * hidden + q] = c;
-                r.h[n * hidden + q] = h;
-                z += wl_[q] * h;
+                r.h[n * hidden + q] = a[3 * hidden + q] * std::tanh(c);
             }
-            r.p[n] = sigmoid(z);
+            float* p = r.p.data() + n * Outputs;
+            for (std::size_t k = 0; k < Outputs; ++k) {
+                float z = bl_[k];
+                for (std::size_t q = 0; q < hidden; ++q) {
+                    z += wl_[k * hidden + q] * r.h[n * hidden + q];
+                }
+                p[k] = z;
+            }
+            if constexpr (Outputs == 1) {
+                p[0] = sigmoid(p[0]);
+            } else { // softmax, shifted by the largest logit
+                const float zmax = *std::max_element(p, p + Outputs);
+                float sum = 0.0f;
+                for (std::size_t k = 0; k < Outputs; ++k) {
+                    p[k] = std::exp(p[k] - zmax);
+                    sum += p[k];
+                }
+                for (std::size_t k = 0; k < Outputs; ++k) {
+                    p[k] /= sum;
+                }
+            }
         }
         ++steps_;
         if (cost_meter* m = slot_.bind(ctx.meter)) {
-            m->mac(slot_.id(), phase::forward, fp32, fp32, n_ * (gates * (features + hidden) + 3 * hidden));
+            m->mac(slot_.id(), phase::forward, fp32, fp32,
+                   n_ * (gates * (features + hidden) + 2 * hidden + Outputs * hidden));
         }
         return r.p;
     }
@@ -271,7 +354,7 @@ public:
     }
 
     /// Backward of the latest step not yet back-propagated, for dp = dL/dp
-    /// [n]; returns dL/dx of that step [n x 10].
+    /// [n x outputs]; returns dL/dx of that step [n x features].
     const std::vector<float>& step_backward(context& ctx, const float* dp) {
         if (back_ == 0) {
             throw error(detail::concat(name_, ": step_backward called more often than step"));
@@ -282,15 +365,32 @@ public:
         dx_.assign(n_ * features, 0.0f);
         std::vector<float>& da = scratch_;
         da.assign(gates, 0.0f);
+        float dz[Outputs];
         for (std::size_t n = 0; n < n_; ++n) {
             const float* a = r.act.data() + n * gates;
-            const float pv = r.p[n];
-            const float dz = dp[n] * pv * (1.0f - pv);
-            dbl_[0] += dz;
+            const float* pv = r.p.data() + n * Outputs;
+            const float* dpn = dp + n * Outputs;
+            if constexpr (Outputs == 1) {
+                dz[0] = dpn[0] * pv[0] * (1.0f - pv[0]);
+            } else { // softmax: dz_k = p_k (dp_k - sum_j p_j dp_j)
+                float dot = 0.0f;
+                for (std::size_t k = 0; k < Outputs; ++k) {
+                    dot += pv[k] * dpn[k];
+                }
+                for (std::size_t k = 0; k < Outputs; ++k) {
+                    dz[k] = pv[k] * (dpn[k] - dot);
+                }
+            }
+            for (std::size_t k = 0; k < Outputs; ++k) {
+                dbl_[k] += dz[k];
+            }
             for (std::size_t q = 0; q < hidden; ++q) {
                 const std::size_t k = n * hidden + q;
-                dwl_[q] += dz * r.h[k];
-                const float dh = dz * wl_[q] + dh_next_[k];
+                float dh = dh_next_[k];
+                for (std::size_t o = 0; o < Outputs; ++o) {
+                    dwl_[o * hidden + q] += dz[o] * r.h[k];
+                    dh += dz[o] * wl_[o * hidden + q];
+                }
                 const float tc = std::tanh(r.c[k]);
                 const float i = a[q], f = a[hidden + q], g = a[2 * hidden + q], o = a[3 * hidden + q];
                 const float cprev = cp != nullptr ? (*cp)[k] : 0.0f;
@@ -319,8 +419,10 @@ public:
             }
         }
         if (cost_meter* m = slot_.bind(ctx.meter)) {
-            m->mac(slot_.id(), phase::weight_gradient, fp32, fp32, n_ * (gates * (features + hidden) + hidden));
-            m->mac(slot_.id(), phase::backward_input, fp32, fp32, n_ * (gates * (features + hidden) + 8 * hidden));
+            m->mac(slot_.id(), phase::weight_gradient, fp32, fp32,
+                   n_ * (gates * (features + hidden) + Outputs * hidden));
+            m->mac(slot_.id(), phase::backward_input, fp32, fp32,
+                   n_ * (gates * (features + hidden) + (7 + Outputs) * hidden));
         }
         return dx_;
     }
@@ -369,6 +471,14 @@ private:
     std::string name_ = "gate";
     meter_slot slot_{"gate"};
 };
+
+/// E2-Train's SLU gate: unit C -> 10, LSTM 10, linear 10 -> 1, sigmoid.
+using recurrent_gate = basic_recurrent_gate<10, 10, 1, 0>;
+
+/// FracTrain's DFQ gate over K precision options: unit C -> 32 -> 16 with a
+/// ReLU, LSTM 16, linear 16 -> K, softmax (SPEC §3.2).
+template <std::size_t K>
+using precision_gate = basic_recurrent_gate<16, 16, K, 32>;
 
 } // namespace frugal
 

@@ -13,6 +13,7 @@
 /// fixed menu of kernels.
 
 #include <cstddef>
+#include <cstdio>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -21,6 +22,26 @@
 #include "frugal/error.hpp"
 
 namespace frugal {
+
+/// The bit widths one quantized layer uses at run time: input activations,
+/// weights, errors (output gradients). 0 everywhere = full precision (fp32).
+/// This is data (a schedule changes it between steps); `precision<W, A, G>`
+/// below is the same triple as a type.
+struct bit_widths {
+    int act = 8, weight = 8, error = 8;
+    [[nodiscard]] static constexpr bit_widths full() noexcept { return {0, 0, 0}; }
+    [[nodiscard]] constexpr bool is_full() const noexcept { return act == 0 && weight == 0 && error == 0; }
+    friend constexpr bool operator==(const bit_widths&, const bit_widths&) = default;
+    /// "a4w4e6", or "fp32".
+    [[nodiscard]] std::string name() const {
+        if (is_full()) {
+            return "fp32";
+        }
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "a%dw%de%d", act, weight, error);
+        return buf;
+    }
+};
 
 /// Widths (in bits) of weights, activations and gradients; 0 = fp32.
 template <int W, int A, int G>
@@ -34,6 +55,8 @@ struct precision {
     static constexpr int gradients = G;
     /// True when all three are full precision.
     static constexpr bool is_full = W == 0 && A == 0 && G == 0;
+    /// The same widths as data.
+    static constexpr bit_widths widths{A, W, G};
 
     /// "w4a6g8", with "32" for full precision.
     [[nodiscard]] static std::string name() {
@@ -105,6 +128,18 @@ void for_each_precision(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
         (f(typename Set::template at<I>{}), ...);
     }(std::make_index_sequence<Set::size>{});
+}
+
+/// Sets the widths of every layer of `model` (anything with
+/// `for_each_layer`) that has `set_precision(bit_widths)`; others are left
+/// alone.
+template <class Model>
+void set_model_precision(Model& model, const bit_widths& b) {
+    model.for_each_layer([&](auto& l) {
+        if constexpr (requires { l.set_precision(b); }) {
+            l.set_precision(b);
+        }
+    });
 }
 
 } // namespace frugal

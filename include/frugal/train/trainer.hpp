@@ -35,6 +35,7 @@
 #include "frugal/optim/schedule.hpp"
 #include "frugal/tensor/serialize.hpp"
 #include "frugal/train/checkpoint.hpp"
+#include "frugal/train/precision_schedule.hpp"
 #include "frugal/train/progress.hpp"
 
 namespace frugal {
@@ -217,9 +218,17 @@ bool parameters_finite(Model& model) {
 /// Trains `model` with `opt` on `train`, evaluating on `test` (may be null)
 /// after every epoch. See fit_options; throws frugal::divergence_error on a
 /// non-finite loss, frugal::io_error when out_dir cannot be written.
-template <class Model, class Optimizer, class Sampler = every_batch>
+/// `schedule` (may be null; frugal/train/precision_schedule.hpp) sets the
+/// model's bit widths (or, with `apply(model, step)`, whatever it drives)
+/// before every executed step, sees each step's loss, and is saved in the
+/// checkpoint with the model and the optimizer.
+template <class Model, class Optimizer, class Sampler = every_batch, class Schedule = no_precision_schedule>
 fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* test, const fit_options& o,
-               Sampler sampler = {}) {
+               Sampler sampler = {}, Schedule* schedule = nullptr) {
+    static_assert(!Schedule::active || precision_schedule<Schedule> ||
+                      (training_schedule<Schedule> && requires(Schedule& s, Model& m) { s.apply(m, std::uint64_t{}); }),
+                  "frugal::fit: the schedule needs observe, save, load, describe and either at(step) -> bit_widths "
+                  "or apply(model, step)");
     fit_result result;
     const auto start = std::chrono::steady_clock::now();
     const std::filesystem::path ckpt = o.out_dir.empty() ? std::filesystem::path{} : o.out_dir / "checkpoint.bin";
@@ -250,6 +259,11 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
         history = detail::load_history(a);
         model.load(a);
         opt.load(a);
+        if constexpr (Schedule::active) {
+            if (schedule != nullptr) {
+                schedule->load(a);
+            }
+        }
         result.resumed = true;
         result.resumed_from = history.size();
     }
@@ -262,6 +276,8 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
     context ctx;
     ctx.meter = o.meter ? &result.meter : nullptr;
     progress_bar bar(o.progress);
+    [[maybe_unused]] bit_widths widths{};
+    [[maybe_unused]] bool widths_set = false;
 
     for (std::uint64_t epoch = first_epoch; epoch <= o.epochs; ++epoch) {
         if (o.stop_after != 0 && ran == o.stop_after) {
@@ -293,6 +309,20 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
                            seen ? static_cast<float>(correct) / static_cast<float>(seen) : 0.0f);
                 continue;
             }
+            if constexpr (Schedule::active) {
+                if (schedule != nullptr) {
+                    if constexpr (requires { schedule->apply(model, step); }) {
+                        schedule->apply(model, step);
+                    } else {
+                        const bit_widths now = schedule->at(step);
+                        if (!widths_set || now != widths) {
+                            set_model_precision(model, now);
+                            widths = now;
+                            widths_set = true;
+                        }
+                    }
+                }
+            }
             train.fill(epoch - 1, i, b);
             ctx.mode = run_mode::train;
             ctx.step = step;
@@ -308,6 +338,11 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
             }
             model.backward(ctx, loss.backward());
             opt.step(ctx, lr);
+            if constexpr (Schedule::active) {
+                if (schedule != nullptr) {
+                    schedule->observe(step, l);
+                }
+            }
             loss_sum += l;
             correct += loss.correct();
             seen += b.size();
@@ -353,6 +388,11 @@ fit_result fit(Model& model, Optimizer& opt, batch_loader& train, batch_loader* 
             detail::save_history(a, history);
             model.save(a);
             opt.save(a);
+            if constexpr (Schedule::active) {
+                if (schedule != nullptr) {
+                    schedule->save(a);
+                }
+            }
             write_checkpoint(ckpt, a.bytes());
             detail::write_metrics_csv(o.out_dir / "metrics.csv", history);
         }

@@ -42,7 +42,7 @@ std::string load_error(const std::string& text) {
     return "";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool has_text(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 } // namespace
 
@@ -135,15 +135,15 @@ TEST_CASE("a user table file is read and its own gaps interpolated") {
 
 TEST_CASE("malformed or incomplete table files are rejected naming the entry") {
     CHECK_FALSE(load_error("{\"add\": {\"int8\": 0.1}").empty()); // truncated json
-    CHECK(contains(load_error("[1, 2]"), "JSON object"));
-    CHECK(contains(load_error(R"({"add": {"int8": 0.1}})"), "multiply"));
-    CHECK(contains(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": -1}})"), "multiply.int8"));
-    CHECK(contains(load_error(R"({"add": {"int8x": 0.1}, "multiply": {"int8": 1}})"), "add.int8x"));
-    CHECK(contains(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": "big"}})"), "multiply.int8"));
-    CHECK(contains(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": 1}, "divide": {}})"), "divide"));
-    CHECK(contains(load_error(R"({"add": 3, "multiply": {"int8": 1}})"), "'add'"));
-    CHECK(contains(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": 1}, "unit": "nJ"})"), "unit"));
-    CHECK(contains(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": 1}, "memory_pj_per_byte": -3})"),
+    CHECK(has_text(load_error("[1, 2]"), "JSON object"));
+    CHECK(has_text(load_error(R"({"add": {"int8": 0.1}})"), "multiply"));
+    CHECK(has_text(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": -1}})"), "multiply.int8"));
+    CHECK(has_text(load_error(R"({"add": {"int8x": 0.1}, "multiply": {"int8": 1}})"), "add.int8x"));
+    CHECK(has_text(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": "big"}})"), "multiply.int8"));
+    CHECK(has_text(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": 1}, "divide": {}})"), "divide"));
+    CHECK(has_text(load_error(R"({"add": 3, "multiply": {"int8": 1}})"), "'add'"));
+    CHECK(has_text(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": 1}, "unit": "nJ"})"), "unit"));
+    CHECK(has_text(load_error(R"({"add": {"int8": 0.1}, "multiply": {"int8": 1}, "memory_pj_per_byte": -3})"),
                    "memory_pj_per_byte"));
     CHECK_FALSE(load_error("").empty()); // empty file
     CHECK_THROWS_AS((void)fr::energy_table::load_json("/nonexistent/frugal/table.json"), fr::io_error);

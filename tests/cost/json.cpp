@@ -31,7 +31,7 @@ using test::temp_dir;
 namespace {
 
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool mentions(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// The message of the io_error that parsing `text` throws ("" if none).
 std::string parse_error(const std::string& text, const std::string& source = "doc.json") {
@@ -198,8 +198,8 @@ TEST_CASE("NaN and infinities cannot be dumped") {
         (void)json::dump(v);
     } catch (const fr::error& e) {
         INFO(e.what());
-        CHECK(contains(e.what(), "/layers/1/energy"));
-        CHECK(contains(e.what(), "NaN"));
+        CHECK(mentions(e.what(), "/layers/1/energy"));
+        CHECK(mentions(e.what(), "NaN"));
     }
     CHECK_THROWS_AS((void)json::dump(std::numeric_limits<double>::infinity()), fr::error);
     CHECK_THROWS_AS((void)json::dump(json::array{-std::numeric_limits<double>::infinity()}), fr::error);
@@ -217,8 +217,8 @@ TEST_CASE("accessors name the expected and the found type") {
     try {
         (void)v.at("missing");
     } catch (const fr::error& e) {
-        CHECK(contains(e.what(), "\"missing\""));
-        CHECK(contains(e.what(), "\"n\", \"s\", \"a\""));
+        CHECK(mentions(e.what(), "\"missing\""));
+        CHECK(mentions(e.what(), "\"n\", \"s\", \"a\""));
     }
     CHECK_THROWS_WITH((void)v.at("a").at(2), "json: index 2 is out of range for an array of 2 elements");
     CHECK_THROWS_AS((void)v.at("s").size(), fr::error);
@@ -309,8 +309,8 @@ TEST_CASE("malformed input throws an io_error naming the source and the line") {
         const std::string message = parse_error(c.text);
         INFO("message: " << message);
         REQUIRE_FALSE(message.empty());
-        CHECK(contains(message, "doc.json: line " + std::to_string(c.line) + ", column "));
-        CHECK(contains(message, c.says));
+        CHECK(mentions(message, "doc.json: line " + std::to_string(c.line) + ", column "));
+        CHECK(mentions(message, c.says));
     }
     CHECK_THROWS_AS((void)json::parse("[1,]"), fr::io_error);
     CHECK(parse_error("[1,]", "json") == "json: line 1, column 3: trailing comma before ']': expected another array "
@@ -357,8 +357,8 @@ TEST_CASE("duplicate keys are found in large objects too") {
     }
     REQUIRE(json::parse(text + "\"last\": 0}").size() == 101);
     const std::string message = parse_error(text + "\"k57\": 0}");
-    CHECK(contains(message, "doc.json: line 101, column 1: duplicate key \"k57\""));
-    CHECK(contains(message, "first at line 58"));
+    CHECK(mentions(message, "doc.json: line 101, column 1: duplicate key \"k57\""));
+    CHECK(mentions(message, "first at line 58"));
 }
 
 TEST_CASE("nesting is limited to 256 levels") {
@@ -375,9 +375,9 @@ TEST_CASE("nesting is limited to 256 levels") {
     };
     CHECK_NOTHROW((void)json::parse(nested(256)));
     const std::string message = parse_error(nested(257));
-    CHECK(contains(message, "doc.json: line 1, column "));
-    CHECK(contains(message, "deeper than 256"));
-    CHECK(contains(parse_error(std::string(100000, '[')), "deeper than 256")); // no stack overflow
+    CHECK(mentions(message, "doc.json: line 1, column "));
+    CHECK(mentions(message, "deeper than 256"));
+    CHECK(mentions(parse_error(std::string(100000, '[')), "deeper than 256")); // no stack overflow
     // a value built in code deeper than that still dumps
     json::value deep = 1;
     for (int i = 0; i < 300; ++i) {
@@ -419,7 +419,7 @@ TEST_CASE("file errors name the file") {
         try {
             (void)json::parse_file(plain);
         } catch (const fr::io_error& e) {
-            CHECK(contains(e.what(), expected));
+            CHECK(mentions(e.what(), expected));
         }
     }
     SUBCASE("a missing file") {
@@ -428,7 +428,7 @@ TEST_CASE("file errors name the file") {
         try {
             (void)json::parse_file(missing);
         } catch (const fr::io_error& e) {
-            CHECK(contains(e.what(), missing.string()));
+            CHECK(mentions(e.what(), missing.string()));
         }
         CHECK_THROWS_AS((void)json::parse_file(dir.path()), fr::io_error); // a folder
     }
@@ -439,8 +439,8 @@ TEST_CASE("file errors name the file") {
             json::write_file(under, json::value{1});
         } catch (const fr::io_error& e) {
             INFO(e.what());
-            CHECK(contains(e.what(), under.string()));
-            CHECK(contains(e.what(), "cannot write JSON"));
+            CHECK(mentions(e.what(), under.string()));
+            CHECK(mentions(e.what(), "cannot write JSON"));
         }
     }
     SUBCASE("a NaN writes nothing") {

@@ -72,18 +72,6 @@ struct precision_group {
 };
 
 namespace detail {
-/// Throws unless p is full precision or every width is in [2, 8].
-inline void check_precision(const bit_widths& p, const std::string& where) {
-    if (p.is_full()) {
-        return;
-    }
-    auto ok = [](int b) { return b >= 2 && b <= 8; };
-    if (!ok(p.act) || !ok(p.weight) || !ok(p.error)) {
-        throw error(concat(where, ": bit widths (activations ", p.act, ", weights ", p.weight, ", errors ", p.error,
-                           ") must each be in [2, 8], or all 0 for full precision"));
-    }
-}
-
 /// A range grid whose zero is a code: [lo, hi] widened to contain 0, then
 /// offset = -z * scale with integer z.
 struct zero_point_grid {
@@ -104,7 +92,7 @@ class quantized_conv : public layer_base {
 public:
     quantized_conv(std::size_t in, std::size_t out, std::size_t kernel, conv_options o = {}, bit_widths p = {})
         : layer_base("quantized_conv2d"), float_(in, out, kernel, o), prec_(p) {
-        detail::check_precision(p, "frugal::quantized_conv");
+        check_kernel_widths(p, "frugal::quantized_conv");
     }
 
     [[nodiscard]] std::size_t in_channels() const noexcept { return float_.in_channels(); }
@@ -118,7 +106,7 @@ public:
 
     /// The bit widths of the next steps (checked: 2..8 each, or all 0).
     void set_precision(const bit_widths& p) {
-        detail::check_precision(p, name());
+        check_kernel_widths(p, name());
         prec_ = p;
     }
     [[nodiscard]] const bit_widths& get_precision() const noexcept { return prec_; }
@@ -145,7 +133,7 @@ public:
     /// at get_precision().
     void set_groups(std::vector<precision_group> groups) {
         for (const auto& g : groups) {
-            detail::check_precision(g.widths, name() + " (group)");
+            check_kernel_widths(g.widths, name() + " (group)");
             if (g.widths.is_full()) {
                 throw error(detail::concat(name(), ": a precision group cannot be full precision"));
             }
@@ -521,7 +509,7 @@ public:
         p.act = static_cast<int>(a.u32());
         p.weight = static_cast<int>(a.u32());
         p.error = static_cast<int>(a.u32());
-        detail::check_precision(p, name() + " (checkpoint)");
+        check_kernel_widths(p, name() + " (checkpoint)");
         const bool has = a.u32() != 0;
         std::vector<float> r(2);
         a.floats(r, name() + ".running_range");

@@ -43,6 +43,19 @@ struct bit_widths {
     }
 };
 
+/// Throws unless `b` is full precision or every width is in [2, 8] (what
+/// frugal's 8-bit integer kernels run; narrower widths are stored in 8 bits).
+inline void check_kernel_widths(const bit_widths& b, const std::string& where) {
+    if (b.is_full()) {
+        return;
+    }
+    auto ok = [](int x) { return x >= 2 && x <= 8; };
+    if (!ok(b.act) || !ok(b.weight) || !ok(b.error)) {
+        throw error(detail::concat(where, ": bit widths (activations ", b.act, ", weights ", b.weight, ", errors ",
+                                   b.error, ") must each be in [2, 8], or all 0 for full precision"));
+    }
+}
+
 /// Widths (in bits) of weights, activations and gradients; 0 = fp32.
 template <int W, int A, int G>
 struct precision {

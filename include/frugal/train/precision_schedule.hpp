@@ -47,19 +47,6 @@
 
 namespace frugal {
 
-namespace detail {
-/// Throws unless b is full precision or each width is in [2, 8] (what the
-/// integer kernels run).
-inline void check_schedule_widths(const bit_widths& b, const std::string& where) {
-    if (b.is_full()) {
-        return;
-    }
-    auto ok = [](int x) { return x >= 2 && x <= 8; };
-    if (!ok(b.act) || !ok(b.weight) || !ok(b.error)) {
-        throw error(concat(where, ": bit widths ", b.name(), " are out of range (each in [2, 8], or all 0 for fp32)"));
-    }
-}
-} // namespace detail
 
 /// The schedule fit uses when none is given: it never touches the model.
 struct no_precision_schedule {
@@ -86,7 +73,7 @@ concept precision_schedule = training_schedule<S> && requires(const S& cs, std::
 class fixed_precision {
 public:
     static constexpr bool active = true;
-    explicit fixed_precision(bit_widths b = {}) : b_(b) { detail::check_schedule_widths(b, "frugal::fixed_precision"); }
+    explicit fixed_precision(bit_widths b = {}) : b_(b) { check_kernel_widths(b, "frugal::fixed_precision"); }
     [[nodiscard]] bit_widths at(std::uint64_t /*step*/) const noexcept { return b_; }
     void observe(std::uint64_t /*step*/, double /*loss*/) noexcept {}
     void save(archive_writer& a) const { a.tag("fixed_precision/1"); }
@@ -313,7 +300,7 @@ private:
             throw error("frugal::progressive_precision: give at least one stage");
         }
         for (std::size_t i = 0; i < stages_.size(); ++i) {
-            detail::check_schedule_widths(stages_[i], detail::concat("frugal::progressive_precision: stage ", i + 1));
+            check_kernel_widths(stages_[i], detail::concat("frugal::progressive_precision: stage ", i + 1));
         }
     }
 

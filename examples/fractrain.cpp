@@ -201,6 +201,7 @@ int main(int argc, char** argv) try {
     if (pfq_chunk <= 0 || cpt_cycles <= 0) {
         a.fail("--pfq-chunk and --cpt-cycles must be positive");
     }
+    const std::vector<double> pfq_fractions = pfq_at.empty() ? std::vector<double>{} : parse_fractions(pfq_at, a);
 
     cli::data_options dopts;
     dopts.dir = data;
@@ -271,7 +272,7 @@ int main(int argc, char** argv) try {
     }
     if (!pfq_at.empty()) {
         std::vector<std::uint64_t> steps;
-        for (double f : parse_fractions(pfq_at, a)) {
+        for (double f : pfq_fractions) {
             steps.push_back(static_cast<std::uint64_t>(f * static_cast<double>(iters)));
         }
         auto sched = frugal::progressive_precision::at_steps(frugal::progressive_precision::default_stages(), steps);

@@ -157,7 +157,7 @@ int train(Model& net, const recipe& r, frugal::batch_loader& train_data, frugal:
 
 int main(int argc, char** argv) try {
     cli::args a(argc, argv, "fractrain", "train a ResNet with FracTrain's precision schedules on Fashion-MNIST");
-    const std::string mode = a.str("mode", "pfq", "static8, pfq, cpt or fp32");
+    const std::string mode = a.str("mode", "pfq", "static8, pfq, cpt, dfq, fractrain or fp32");
     const long depth = a.integer("depth", 20, "ResNet depth 6n + 2");
     recipe r;
     r.epochs = static_cast<std::size_t>(a.integer("epochs", 4, "training epochs"));

@@ -160,6 +160,26 @@ TEST_CASE("stochastic rounding is unbiased within 3 standard errors over one mil
     CHECK(std::fabs(fsum / m) <= 3.0 * se);
 }
 
+TEST_CASE("stochastic rounding leaves values on the grid unchanged, however close u comes to 1") {
+    // codes 0..255 on a grid of step 1: t is an integer, so floor(t) + [u < frac(t)] = t for every u.
+    // (floor(t + u) in float moved about one code in 10^5 up: t + u rounds to t + 1 for u near 1.)
+    const fr::detail::grid g{1.0f, 1.0f, 0.0f, 0.0f, 255.0f};
+    std::vector<float> x(1 << 20);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        x[i] = static_cast<float>(i % 256);
+    }
+    std::vector<std::uint8_t> q(x.size());
+    fr::rng r(3);
+    for (int round = 0; round < 4; ++round) {
+        fr::detail::quantize_stochastic(x.data(), x.size(), g, q.data(), r);
+        std::size_t moved = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            moved += q[i] != static_cast<std::uint8_t>(i % 256) ? 1 : 0;
+        }
+        CHECK(moved == 0);
+    }
+}
+
 TEST_CASE("bad input gives a clear error") {
     frugal::tensor<float, 1> x = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
     CHECK_THROWS_AS((void)fr::quantize_symmetric(x, 8), fr::numeric_error);

@@ -103,6 +103,24 @@ TEST_CASE("int8 gemm equals the reference exactly on odd shapes") {
                 fr::kernels::igemm_u8s8_reference(m, n, k, a.data(), lda, b.data(), ldb, ref.data(), ldc);
                 INFO("m " << m << " n " << n << " k " << k);
                 CHECK(c == ref); // the padding column (7) must be left alone as well
+                // rows given as pointers (in reverse order), added to C: C + A B
+                std::vector<const std::uint8_t*> rows(m);
+                std::vector<std::uint8_t> ar(m * lda);
+                for (std::size_t i = 0; i < m; ++i) {
+                    std::copy(a.begin() + static_cast<std::ptrdiff_t>(i * lda),
+                              a.begin() + static_cast<std::ptrdiff_t>((i + 1) * lda),
+                              ar.begin() + static_cast<std::ptrdiff_t>((m - 1 - i) * lda));
+                    rows[i] = ar.data() + (m - 1 - i) * lda;
+                }
+                std::vector<std::int32_t> acc(m * ldc, 7);
+                fr::kernels::igemm_u8s8_rows_accumulate(m, rows.data(), p, acc.data(), ldc);
+                bool added = true;
+                for (std::size_t i = 0; i < m; ++i) {
+                    for (std::size_t j = 0; j < ldc; ++j) {
+                        added = added && acc[i * ldc + j] == (j < n ? ref[i * ldc + j] + 7 : 7);
+                    }
+                }
+                CHECK(added);
                 for (std::size_t j = 0; j < n; ++j) {
                     std::int32_t s = 0;
                     for (std::size_t q = 0; q < k; ++q) {
@@ -149,6 +167,78 @@ TEST_CASE("packing unsigned codes (plain and transposed) equals pack_s8 of the s
     std::vector<std::uint8_t> codes(fr::kernels::igemm_max_k + 1); // as long as the refused inner dimension
     CHECK_THROWS_AS(fr::kernels::pack_u8_shifted(0, 1, codes.data(), 1, p), fr::error);
     CHECK_THROWS_AS(fr::kernels::pack_u8_shifted_transposed(codes.size(), 1, codes.data(), codes.size(), p),
+                    fr::error);
+}
+
+TEST_CASE("packing convolution codes in one pass equals im2col followed by pack_u8_shifted") {
+    fr::rng g(9);
+    fr::kernels::packed_s8 p;
+    struct shape {
+        std::size_t c, h, w, k, stride, count;
+    };
+    // already-padded planes (pad 0); odd channel counts make the last group of four rows partial
+    for (const shape sh : {shape{1, 5, 5, 3, 1, 1}, shape{3, 9, 8, 3, 1, 2}, shape{5, 11, 9, 3, 2, 3},
+                           shape{4, 6, 7, 1, 2, 2}, shape{2, 12, 10, 5, 1, 1}, shape{16, 30, 30, 3, 1, 2}}) {
+        const fr::conv_geometry geo{sh.c, sh.h, sh.w, sh.k, sh.stride, 0};
+        const std::size_t per = sh.c * sh.h * sh.w + 7, p = geo.cols(), ld = sh.count * p; // + 7: samples need not abut
+        std::vector<std::uint8_t> codes(sh.count * per);
+        for (auto& v : codes) {
+            v = static_cast<std::uint8_t>(g.below(256));
+        }
+        std::vector<std::uint8_t> col(geo.rows() * ld);
+        for (std::size_t s = 0; s < sh.count; ++s) {
+            fr::im2col_padded(codes.data() + s * per, geo, col.data() + s * p, ld, std::uint8_t{0});
+        }
+        fr::kernels::packed_s8 ref, fused;
+        fr::kernels::pack_u8_shifted(geo.rows(), ld, col.data(), ld, ref);
+        fused.data.assign(ref.data.size() + 100, 77); // a dirty buffer
+        fr::kernels::pack_conv_u8_shifted(codes.data(), per, geo, sh.count, fused);
+        INFO("c " << sh.c << " k " << sh.k << " stride " << sh.stride << " samples " << sh.count);
+        REQUIRE(fused.data.size() == ref.data.size());
+        CHECK(fused.data == ref.data);
+        CHECK(fused.col_sums == ref.col_sums);
+        CHECK(fused.k == ref.k);
+        CHECK(fused.n == ref.n);
+        fr::kernels::packed_s8 nosums;
+        fr::kernels::pack_conv_u8_shifted(codes.data(), per, geo, sh.count, nosums, false);
+        CHECK(nosums.data == ref.data);
+        CHECK(nosums.col_sums.empty());
+        if (sh.stride == 1) {
+            // wide columns: column (s, oy, ox) at s * ho * w + oy * w + ox holds the same word and sum as
+            // the exact packing's column (s, oy, ox); the codes need k - 1 bytes after the last sample
+            codes.resize(codes.size() + sh.k);
+            fr::kernels::packed_s8 wide;
+            fr::kernels::pack_conv_wide_u8_shifted(codes.data(), per, geo, sh.count, wide);
+            const std::size_t ho = geo.out_h(), wo = geo.out_w(), pw = ho * sh.w;
+            REQUIRE(wide.n == sh.count * pw);
+            REQUIRE(wide.groups == ref.groups);
+            bool same = true;
+            for (std::size_t s = 0; s < sh.count; ++s) {
+                for (std::size_t oy = 0; oy < ho; ++oy) {
+                    for (std::size_t ox = 0; ox < wo; ++ox) {
+                        const std::size_t jw = s * pw + oy * sh.w + ox, jr = s * p + oy * wo + ox;
+                        same = same && wide.col_sums[jw] == ref.col_sums[jr];
+                        for (std::size_t grp = 0; grp < ref.groups; ++grp) {
+                            for (std::size_t t = 0; t < 4; ++t) {
+                                same = same && wide.data[(grp * wide.stride + jw) * 4 + t] ==
+                                                   ref.data[(grp * ref.stride + jr) * 4 + t];
+                            }
+                        }
+                    }
+                }
+            }
+            CHECK(same);
+            fr::kernels::packed_s8 wide_nosums;
+            fr::kernels::pack_conv_wide_u8_shifted(codes.data(), per, geo, sh.count, wide_nosums, false);
+            CHECK(wide_nosums.data == wide.data);
+            CHECK(wide_nosums.col_sums.empty());
+
+        }
+    }
+    CHECK_THROWS_AS(fr::kernels::pack_conv_wide_u8_shifted(nullptr, 16, fr::conv_geometry{1, 4, 4, 3, 2, 0}, 1, p),
+                    fr::error);
+    std::vector<std::uint8_t> codes(64);
+    CHECK_THROWS_AS(fr::kernels::pack_conv_u8_shifted(codes.data(), 16, fr::conv_geometry{1, 4, 4, 3, 1, 1}, 1, p),
                     fr::error);
 }
 

@@ -156,7 +156,7 @@ public:
         const shape4 xs = shape_of(x);
         const conv_geometry g = float_.geometry(xs);
         const std::size_t out = out_channels(), kk = g.rows(), p = g.cols(), per_x = xs.per_sample();
-        qx_.clear(); // until this forward succeeds, backward refuses (capacity is kept)
+        have_forward_ = false; // until this forward succeeds, backward refuses
         std::vector<segment> segs;
         if (groups_.empty()) {
             segs.push_back({0, xs.n, prec_});
@@ -180,7 +180,8 @@ public:
         quantize_symmetric<std::int8_t, per_channel, nearest_even>(w, wbits, qw_);
         const std::int8_t* wq = qw_.values.data();
         const std::vector<float>& sw = qw_.scale;
-        aw_.resize(out * kk);
+        aw_.resize((out + 1) * kk);
+        std::fill(aw_.begin() + static_cast<std::ptrdiff_t>(out * kk), aw_.end(), std::uint8_t{1}); // see integer_conv
         raw_.assign(out, 0);
         for (std::size_t i = 0; i < out * kk; ++i) {
             const auto a = static_cast<std::uint8_t>(wq[i] + 128);
@@ -194,7 +195,10 @@ public:
         if (ctx.training() || !has_running_) {
             all = detail::min_max(x.data(), x.size(), "frugal::quantized_conv");
         }
-        qx_.resize(x.size());
+        // the codes are stored padded (the code of 0.0 around each plane), so that the integer products
+        // read them with the unpadded geometry gp
+        const std::size_t pad = g.pad, hp = xs.h + 2 * pad, wp = xs.w + 2 * pad, per_xp = xs.c * hp * wp;
+        qx_.resize(xs.n * per_xp + g.k + 4); // wide products read up to k + 3 bytes past the last sample
         for (auto& sg : segs) {
             const value_range r = ctx.training() && segs.size() > 1 ? detail::min_max(x.data() + sg.s0 * per_x, sg.n * per_x,
                                                                    "frugal::quantized_conv")
@@ -202,9 +206,22 @@ public:
             const detail::zero_point_grid xg = detail::nudged_range_grid(r, sg.widths.act);
             sg.sx = xg.g.scale;
             sg.zx = xg.zero;
-            const std::size_t base = sg.s0 * per_x;
-            parallel_chunks(sg.n * per_x, [&](std::size_t lo, std::size_t hi, int) {
-                detail::quantize_nearest(x.data() + base + lo, hi - lo, xg.g, qx_.data() + base + lo);
+            parallel_chunks(sg.n * xs.c, [&](std::size_t lo, std::size_t hi, int) {
+                thread_local std::vector<std::uint8_t> plane; // a whole plane at vector speed, then its rows
+                plane.resize(xs.h * xs.w);
+                for (std::size_t i = lo; i < hi; ++i) {
+                    const float* src = x.data() + sg.s0 * per_x + i * xs.h * xs.w;
+                    std::uint8_t* dst = qx_.data() + sg.s0 * per_xp + i * hp * wp;
+                    if (pad == 0) {
+                        detail::quantize_nearest(src, xs.h * xs.w, xg.g, dst);
+                        continue;
+                    }
+                    detail::quantize_nearest(src, xs.h * xs.w, xg.g, plane.data());
+                    std::memset(dst, sg.zx, hp * wp);
+                    for (std::size_t y = 0; y < xs.h; ++y) {
+                        std::memcpy(dst + (y + pad) * wp + pad, plane.data() + y * xs.w, xs.w);
+                    }
+                }
             });
         }
         if (ctx.training()) {
@@ -216,44 +233,14 @@ public:
         // everything that can throw (non-finite input or weights) is behind us
         x_shape_ = xs;
         segs_ = segs;
+        have_forward_ = true;
         wbits_ = wbits;
         ensure_shape(y_, {xs.n, out, g.out_h(), g.out_w()});
-        const std::size_t group = group_size(p);
-        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
         const tensor1& bias = float_.bias();
         for (const auto& sg : segs_) {
-            const std::size_t groups = (sg.n + group - 1) / group;
-            const auto zx = static_cast<std::uint8_t>(sg.zx);
-            parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
-                thread_local std::vector<std::uint8_t> col;
-                thread_local kernels::packed_s8 packed;
-                thread_local std::vector<std::int32_t> c;
-                for (std::size_t gi = lo; gi < hi; ++gi) {
-                    const std::size_t s0 = sg.s0 + gi * group, cnt = std::min(group, sg.s0 + sg.n - s0), ld = cnt * p;
-                    col.resize(kk * ld);
-                    for (std::size_t s = 0; s < cnt; ++s) {
-                        im2col_padded(qx_.data() + (s0 + s) * per_x, g, col.data() + s * p, ld, zx);
-                    }
-                    kernels::pack_u8_shifted(kk, ld, col.data(), ld, packed);
-                    c.resize(out * ld);
-                    kernels::igemm_u8s8(out, aw_.data(), kk, packed, c.data(), ld);
-                    for (std::size_t o = 0; o < out; ++o) {
-                        const float scale = sg.sx * sw[o];
-                        const std::int64_t row =
-                            (128 - sg.zx) * static_cast<std::int64_t>(raw_[o]) - 128 * (128 - sg.zx) * kk64;
-                        const float b = bias.size() ? bias(o) : 0.0f;
-                        for (std::size_t s = 0; s < cnt; ++s) {
-                            float* yo = y_.data() + ((s0 + s) * out + o) * p;
-                            const std::int32_t* co = c.data() + o * ld + s * p;
-                            const std::int32_t* cs = packed.col_sums.data() + s * p;
-                            for (std::size_t j = 0; j < p; ++j) {
-                                const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
-                                yo[j] = scale * static_cast<float>(v) + b;
-                            }
-                        }
-                    }
-                }
-            });
+            integer_conv(qx_.data(), per_xp, padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
+                         [&](std::size_t o) { return sg.sx * sw[o]; }, bias.size() ? bias.data() : nullptr,
+                         y_.data());
             if (m != nullptr) {
                 const std::uint64_t macs = static_cast<std::uint64_t>(sg.n) * out * p * kk;
                 m->mac(id(), phase::forward, op_format::integer(sg.widths.act), op_format::integer(sg.widths.weight),
@@ -281,12 +268,14 @@ public:
             return dx;
         }
         cost_meter* m = meter(ctx);
-        if (qx_.empty()) {
+        if (!have_forward_) {
             throw error(detail::concat(name(), ": backward called before forward"));
         }
         const shape4 xs = x_shape_;
         const conv_geometry g = float_.geometry(xs);
-        const std::size_t out = out_channels(), kk = g.rows(), p = g.cols(), per_y = out * p, per_x = xs.per_sample();
+        const std::size_t out = out_channels(), kk = g.rows(), p = g.cols(), per_y = out * p;
+        const conv_geometry gp = padded_geometry(g); // the stored (padded) codes
+        const std::size_t per_xp = gp.c * gp.h * gp.w;
         expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
         const auto t0 = std::chrono::steady_clock::now();
 
@@ -305,19 +294,28 @@ public:
         // dx = conv^T with the per-channel weight scales folded into the error:
         // dx[j, p] = sum_o sw[o] q[o, j] g[o, p] = sum_o q[o, j] e[o, p], e = sw[o] g[o, p],
         // e quantized like the error (nudged range grid per group, stochastic rounding) at the error
-        // width; A = q^T + 128 (K x out, the forward's codes), B = Q(e) - 128
+        // width. conv^T runs as a forward convolution (the same integer product, no col2im): the codes
+        // of e are spread onto a (H + k - 1) x (W + k - 1) plane per channel, output (oy, ox) at
+        // (oy s + k - 1 - pad, ox s + k - 1 - pad), every other position the code of 0.0 (so a stride
+        // leaves zeros between them); the correlation of that plane with the flipped, transposed
+        // kernel (in x out k k, unpadded, stride 1) is dx.
         const bool need_dx = input_grad();
         const tensor4* dx = &empty_;
         if (need_dx) {
             const std::int8_t* wq = qw_.values.data();
             const std::vector<float>& sw = qw_.scale;
-            at_.resize(kk * out);
-            rat_.assign(kk, 0);
+            const std::size_t in = in_channels(), k = kernel(), k2 = k * k, kt = out * k2;
+            at_.resize((in + 1) * kt);
+            std::fill(at_.begin() + static_cast<std::ptrdiff_t>(in * kt), at_.end(), std::uint8_t{1});
+            rat_.assign(in, 0);
             for (std::size_t o = 0; o < out; ++o) {
-                for (std::size_t j = 0; j < kk; ++j) {
-                    const auto a = static_cast<std::uint8_t>(wq[o * kk + j] + 128);
-                    at_[j * out + o] = a;
-                    rat_[j] += a;
+                for (std::size_t c = 0; c < in; ++c) {
+                    for (std::size_t t = 0; t < k2; ++t) {
+                        // tap t = ky k + kx of the flipped kernel is tap k2 - 1 - t of the forward one
+                        const auto a = static_cast<std::uint8_t>(wq[(o * in + c) * k2 + (k2 - 1 - t)] + 128);
+                        at_[c * kt + o * k2 + t] = a;
+                        rat_[c] += a;
+                    }
                 }
             }
             scaled_.resize(dy.size());
@@ -339,92 +337,166 @@ public:
                 sg.ze = eg.zero;
                 detail::quantize_stochastic(e, sg.n * per_y, eg.g, qe_.data() + sg.s0 * per_y, ctx.random);
             }
-            ensure_shape(dx_, xs);
-            const std::size_t group = group_size(p);
-            const std::int64_t out64 = static_cast<std::int64_t>(out);
+            const conv_geometry gt{out, xs.h + k - 1, xs.w + k - 1, k, 1, 0};
+            const std::size_t hb = gt.h, wb = gt.w, per_e = out * hb * wb, ho = g.out_h(), wo = g.out_w();
+            const auto lead = static_cast<std::ptrdiff_t>(k - 1) - static_cast<std::ptrdiff_t>(g.pad);
+            const auto st = static_cast<std::ptrdiff_t>(g.stride);
+            spread_.resize(xs.n * per_e + k); // + k: as qx_
             for (const auto& sg : segs_) {
-                const std::size_t groups = (sg.n + group - 1) / group;
-                parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
-                    thread_local std::vector<std::uint8_t> gb;
-                    thread_local kernels::packed_s8 packed;
-                    thread_local std::vector<std::int32_t> c;
-                    thread_local std::vector<float> dcol;
-                    for (std::size_t gi = lo; gi < hi; ++gi) {
-                        const std::size_t s0 = sg.s0 + gi * group, cnt = std::min(group, sg.s0 + sg.n - s0),
-                                          ld = cnt * p;
-                        gb.resize(out * ld);
-                        for (std::size_t s = 0; s < cnt; ++s) {
-                            for (std::size_t o = 0; o < out; ++o) {
-                                std::memcpy(gb.data() + o * ld + s * p, qe_.data() + (s0 + s) * per_y + o * p, p);
+                const auto ze = static_cast<std::uint8_t>(sg.ze);
+                parallel_for(sg.n, [&](std::size_t i) {
+                    const std::size_t s = sg.s0 + i;
+                    std::uint8_t* b = spread_.data() + s * per_e;
+                    std::memset(b, ze, per_e);
+                    for (std::size_t o = 0; o < out; ++o) {
+                        const std::uint8_t* src = qe_.data() + s * per_y + o * p;
+                        std::uint8_t* plane = b + o * hb * wb;
+                        for (std::size_t oy = 0; oy < ho; ++oy) {
+                            const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy) * st + lead;
+                            if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(hb)) {
+                                continue;
                             }
-                        }
-                        kernels::pack_u8_shifted(out, ld, gb.data(), ld, packed);
-                        c.resize(kk * ld);
-                        kernels::igemm_u8s8(kk, at_.data(), out, packed, c.data(), ld);
-                        dcol.resize(kk * ld);
-                        const float scale = sg.se;
-                        for (std::size_t j = 0; j < kk; ++j) {
-                            const std::int64_t row =
-                                (128 - sg.ze) * static_cast<std::int64_t>(rat_[j]) - 128 * (128 - sg.ze) * out64;
-                            const std::int32_t* cj = c.data() + j * ld;
-                            float* dj = dcol.data() + j * ld;
-                            for (std::size_t q = 0; q < ld; ++q) {
-                                dj[q] = scale * static_cast<float>(cj[q] + row -
-                                                                   128 * static_cast<std::int64_t>(packed.col_sums[q]));
+                            std::uint8_t* row = plane + static_cast<std::size_t>(iy) * wb;
+                            if (st == 1 && lead >= 0 && static_cast<std::size_t>(lead) + wo <= wb) {
+                                std::memcpy(row + lead, src + oy * wo, wo);
+                                continue;
                             }
-                        }
-                        for (std::size_t s = 0; s < cnt; ++s) {
-                            float* d = dx_.data() + (s0 + s) * per_x;
-                            std::fill(d, d + per_x, 0.0f);
-                            col2im(dcol.data() + s * p, g, ld, d);
+                            for (std::size_t ox = 0; ox < wo; ++ox) {
+                                const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox) * st + lead;
+                                if (ix >= 0 && ix < static_cast<std::ptrdiff_t>(wb)) {
+                                    row[ix] = src[oy * wo + ox];
+                                }
+                            }
                         }
                     }
                 });
+            }
+            ensure_shape(dx_, xs);
+            for (const auto& sg : segs_) {
+                integer_conv(spread_.data(), per_e, gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
+                             [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
             }
             dx = &dx_;
         }
         const auto t2 = std::chrono::steady_clock::now();
 
-        // dW[o, j] = sum over groups of sx sg sum_p (qx[j, p] - zx)(qg[o, p] - zg), per sample:
-        // A = im2col(qx) (K x P), B = (qg - 128)^T (P x out); exact int64 sums per thread, reduced in a
-        // fixed order, scaled per group
+        // dW[o, j] = sum over groups of sx sg sum_p (qx[j, p] - zx)(qg[o, p] - zg)
         const int threads = num_threads();
         const std::size_t entries = kk * out;
         dw_sum_.assign(entries, 0.0);
+        // dW^T (kk x out) = im2col(Qx) (kk x pixels) x Qg^T, exact int64 sums per thread, reduced in a
+        // fixed order, scaled per group. Stride 1: im2col is implicit: row j of one sample is the view of
+        // its padded codes at j's (channel, ky, kx) offset over "wide" pixels (oy * padded width + ox,
+        // junk for ox >= out width, where the error operand holds its zero point so that they add 0);
+        // the products of a group of samples accumulate in int32 (total inner length <= igemm_max_k),
+        // with one zero-point correction per group. Other strides: an explicit im2col per group.
+        const bool wide = g.stride == 1;
+        const std::size_t ho = g.out_h(), wo = g.out_w(), pc4 = (ho * gp.w + 3) / 4 * 4;
+        const std::size_t group = wide ? std::max<std::size_t>(1, kernels::igemm_max_k / pc4) : group_size(p);
+        std::vector<std::size_t> row_at(wide ? kk : 0);
+        for (std::size_t j = 0; j < row_at.size(); ++j) {
+            const std::size_t k2 = gp.k * gp.k, c = j / k2, tap = j % k2;
+            row_at[j] = c * gp.h * gp.w + (tap / gp.k) * gp.w + tap % gp.k;
+        }
         for (const auto& sg : segs_) {
             dw_acc_.assign(static_cast<std::size_t>(threads) * entries, 0);
             const auto zx = static_cast<std::uint8_t>(sg.zx);
-            parallel_chunks(sg.n, [&](std::size_t lo, std::size_t hi, int thread) {
-                thread_local std::vector<std::uint8_t> col;
-                thread_local kernels::packed_s8 packed;
-                thread_local std::vector<std::int32_t> c;
-                thread_local std::vector<std::int64_t> rsx;
-                std::int64_t* acc = dw_acc_.data() + static_cast<std::size_t>(thread) * entries;
-                col.resize(kk * p);
-                c.resize(kk * out);
-                rsx.resize(kk);
-                for (std::size_t s = sg.s0 + lo; s < sg.s0 + hi; ++s) {
-                    im2col_padded(qx_.data() + s * per_x, g, col.data(), p, zx);
-                    kernels::pack_u8_shifted_transposed(p, out, qg_.data() + s * per_y, p, packed);
-                    kernels::igemm_u8s8(kk, col.data(), p, packed, c.data(), out);
-                    for (std::size_t j = 0; j < kk; ++j) {
-                        const std::uint8_t* cj = col.data() + j * p;
-                        std::int32_t sum = 0; // p * 255 < 2^31 (p <= igemm_max_k)
-                        for (std::size_t q = 0; q < p; ++q) {
-                            sum += cj[q];
+            if (wide) {
+                parallel_chunks(sg.n, [&](std::size_t lo, std::size_t hi, int thread) {
+                    thread_local std::vector<std::uint8_t> gb;
+                    thread_local std::vector<const std::uint8_t*> rows;
+                    thread_local kernels::packed_s8 packed;
+                    thread_local std::vector<std::int32_t> c;
+                    thread_local std::vector<std::int64_t> rsx, csum;
+                    std::int64_t* acc = dw_acc_.data() + static_cast<std::size_t>(thread) * entries;
+                    gb.resize(out * pc4);
+                    rows.resize(kk);
+                    c.resize(kk * out);
+                    rsx.resize(kk);
+                    csum.resize(out);
+                    for (std::size_t b0 = lo; b0 < hi; b0 += group) {
+                        const std::size_t b1 = std::min(hi, b0 + group);
+                        std::fill(c.begin(), c.end(), 0);
+                        std::fill(rsx.begin(), rsx.end(), 0);
+                        std::fill(csum.begin(), csum.end(), 0);
+                        for (std::size_t i = b0; i < b1; ++i) {
+                            const std::size_t s = sg.s0 + i;
+                            const std::uint8_t* xs0 = qx_.data() + s * per_xp;
+                            std::memset(gb.data(), sg.zg, gb.size());
+                            for (std::size_t o = 0; o < out; ++o) {
+                                const std::uint8_t* src = qg_.data() + s * per_y + o * p;
+                                for (std::size_t oy = 0; oy < ho; ++oy) {
+                                    std::memcpy(gb.data() + o * pc4 + oy * gp.w, src + oy * wo, wo);
+                                }
+                            }
+                            kernels::pack_u8_shifted_transposed(pc4, out, gb.data(), pc4, packed);
+                            for (std::size_t j = 0; j < kk; ++j) {
+                                rows[j] = xs0 + row_at[j];
+                                std::int32_t sum = 0; // pc4 * 255 < 2^31
+                                for (std::size_t q = 0; q < pc4; ++q) {
+                                    sum += rows[j][q];
+                                }
+                                rsx[j] += sum;
+                            }
+                            for (std::size_t o = 0; o < out; ++o) {
+                                csum[o] += packed.col_sums[o];
+                            }
+                            kernels::igemm_u8s8_rows_accumulate(kk, rows.data(), packed, c.data(), out);
                         }
-                        rsx[j] = sum;
-                    }
-                    const std::int64_t p64 = static_cast<std::int64_t>(p);
-                    for (std::size_t j = 0; j < kk; ++j) {
-                        for (std::size_t o = 0; o < out; ++o) {
-                            acc[j * out + o] += c[j * out + o] + (128 - sg.zg) * rsx[j] -
-                                                sg.zx * (static_cast<std::int64_t>(packed.col_sums[o]) +
-                                                         (128 - sg.zg) * p64);
+                        const std::int64_t k64 = static_cast<std::int64_t>((b1 - b0) * pc4);
+                        for (std::size_t j = 0; j < kk; ++j) {
+                            const std::int64_t rj = (128 - sg.zg) * rsx[j];
+                            const std::int32_t* cj = c.data() + j * out;
+                            for (std::size_t o = 0; o < out; ++o) {
+                                acc[o * kk + j] += cj[o] + rj - sg.zx * (csum[o] + (128 - sg.zg) * k64);
+                            }
                         }
                     }
-                }
-            });
+                });
+            } else {
+                const std::size_t groups = (sg.n + group - 1) / group;
+                parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int thread) {
+                    thread_local std::vector<std::uint8_t> col, gb;
+                    thread_local kernels::packed_s8 packed;
+                    thread_local std::vector<std::int32_t> c;
+                    thread_local std::vector<std::int64_t> rsx;
+                    std::int64_t* acc = dw_acc_.data() + static_cast<std::size_t>(thread) * entries;
+                    c.resize(kk * out);
+                    rsx.resize(kk);
+                    for (std::size_t gi = lo; gi < hi; ++gi) {
+                        // the samples of a group side by side: one product with inner length cnt * p
+                        const std::size_t first = sg.s0 + gi * group, cnt = std::min(group, sg.s0 + sg.n - first),
+                                          ld = cnt * p;
+                        col.resize(kk * ld);
+                        gb.resize(out * ld);
+                        for (std::size_t s = 0; s < cnt; ++s) {
+                            im2col_padded(qx_.data() + (first + s) * per_xp, gp, col.data() + s * p, ld, zx);
+                            for (std::size_t o = 0; o < out; ++o) {
+                                std::memcpy(gb.data() + o * ld + s * p, qg_.data() + (first + s) * per_y + o * p, p);
+                            }
+                        }
+                        kernels::pack_u8_shifted_transposed(ld, out, gb.data(), ld, packed);
+                        kernels::igemm_u8s8(kk, col.data(), ld, packed, c.data(), out);
+                        for (std::size_t j = 0; j < kk; ++j) {
+                            const std::uint8_t* cj = col.data() + j * ld;
+                            std::int32_t sum = 0; // ld * 255 < 2^31 (ld <= igemm_max_k, checked by the packing)
+                            for (std::size_t q = 0; q < ld; ++q) {
+                                sum += cj[q];
+                            }
+                            rsx[j] = sum;
+                        }
+                        const std::int64_t k64 = static_cast<std::int64_t>(ld);
+                        for (std::size_t j = 0; j < kk; ++j) {
+                            const std::int64_t rj = (128 - sg.zg) * rsx[j];
+                            const std::int32_t* cj = c.data() + j * out;
+                            for (std::size_t o = 0; o < out; ++o) {
+                                acc[o * kk + j] += cj[o] + rj - sg.zx * (static_cast<std::int64_t>(packed.col_sums[o]) +
+                                                                         (128 - sg.zg) * k64);
+                            }
+                        }
+                    }
+                });
+            }
             const double sxg = static_cast<double>(sg.sx) * static_cast<double>(sg.sg);
             for (std::size_t e = 0; e < entries; ++e) {
                 std::int64_t total = 0;
@@ -437,7 +509,7 @@ public:
         ensure_shape(dw_, shape_of(float_.weight()));
         for (std::size_t o = 0; o < out; ++o) {
             for (std::size_t j = 0; j < kk; ++j) {
-                dw_.data()[o * kk + j] = static_cast<float>(dw_sum_[j * out + o]);
+                dw_.data()[o * kk + j] = static_cast<float>(dw_sum_[o * kk + j]);
             }
         }
         tensor1& db = bias_grad_;
@@ -525,6 +597,73 @@ private:
         return std::max<std::size_t>(1, 256 / std::max<std::size_t>(p, 1));
     }
 
+    /// out[s] (m x P floats, P = g.cols(), for the samples s in [s0, s0 + n)) =
+    /// row_scale(r) * sum_k (a[r, k] - 128) (B_s[k, p] - z) + bias[r], where B_s is the im2col of
+    /// sample s's codes (codes + s * per_sample, already padded with z: g.pad is 0, and k readable
+    /// bytes after the last sample) and a (m x K, K = g.rows()) holds
+    /// signed codes + 128 with row sums ra, followed by one more row of ones (m + 1 rows in all). The
+    /// samples of a group sit side by side in one integer product; with b - 128 packed,
+    /// C = sum a (b - 128) and cs = sum (b - 128):
+    ///   sum (a - 128)(b - z) = C + (128 - z) ra - 128 cs - 128 (128 - z) K,
+    /// and the row of ones makes the product's last row cs itself, for 1 / m more products instead of
+    /// a pass over B that sums its columns.
+    template <class RowScale>
+    static void integer_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
+                             const std::uint8_t* a, const std::int32_t* ra, std::size_t m, std::size_t s0,
+                             std::size_t n, RowScale&& row_scale, const float* bias, float* out) {
+        // stride 1: "wide" columns (kernels::pack_conv_wide_u8_shifted), ho x g.w per sample
+        const bool wide = g.stride == 1;
+        const std::size_t kk = g.rows(), ho = g.out_h(), wo = g.out_w(), p = ho * wo, cw = wide ? g.w : wo,
+                          pc = ho * cw, group = group_size(pc), groups = (n + group - 1) / group;
+        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
+        // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
+        const bool small = kk < 21000;
+        parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
+            thread_local kernels::packed_s8 packed;
+            thread_local std::vector<std::int32_t> c;
+            for (std::size_t gi = lo; gi < hi; ++gi) {
+                const std::size_t first = s0 + gi * group, cnt = std::min(group, s0 + n - first), ld = cnt * pc;
+                if (wide) {
+                    kernels::pack_conv_wide_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
+                } else {
+                    kernels::pack_conv_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
+                }
+                c.resize((m + 1) * ld);
+                kernels::igemm_u8s8(m + 1, a, kk, packed, c.data(), ld);
+                const std::int32_t* col_sums = c.data() + m * ld;
+                for (std::size_t r = 0; r < m; ++r) {
+                    const float scale = row_scale(r);
+                    const std::int64_t row = (128 - z) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z) * kk64;
+                    const float b = bias != nullptr ? bias[r] : 0.0f;
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        for (std::size_t oy = 0; oy < ho; ++oy) {
+                            float* yo = out + ((first + s) * m + r) * p + oy * wo;
+                            const std::size_t j0 = s * pc + oy * cw;
+                            const std::int32_t* co = c.data() + r * ld + j0;
+                            const std::int32_t* cs = col_sums + j0;
+                            if (small) { // every term and the sum fit int32: vectorizes as int32 -> float
+                                const auto row32 = static_cast<std::int32_t>(row);
+                                for (std::size_t j = 0; j < wo; ++j) {
+                                    yo[j] = scale * static_cast<float>(co[j] + row32 - 128 * cs[j]) + b;
+                                }
+                                continue;
+                            }
+                            for (std::size_t j = 0; j < wo; ++j) {
+                                const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
+                                yo[j] = scale * static_cast<float>(v) + b;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// The geometry of codes stored with their padding: the same products, g.pad == 0.
+    [[nodiscard]] static conv_geometry padded_geometry(const conv_geometry& g) noexcept {
+        return {g.c, g.h + 2 * g.pad, g.w + 2 * g.pad, g.k, g.stride, 0};
+    }
+
     const tensor4& forward_float(context& ctx, const tensor4& x) {
         context inner = ctx;
         const tensor4& y = float_.forward(inner, x);
@@ -545,10 +684,10 @@ private:
     std::vector<precision_group> groups_;
     std::vector<segment> segs_;
     int wbits_ = 8;
-    bool float_mode_ = false, has_running_ = false;
+    bool float_mode_ = false, has_running_ = false, have_forward_ = false;
     value_range running_{};
     shape4 x_shape_{};
-    std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;
+    std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_, spread_;
     std::vector<float> scaled_;
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;

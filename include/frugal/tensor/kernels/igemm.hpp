@@ -37,6 +37,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "frugal/error.hpp"
+#include "frugal/tensor/im2col.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
@@ -111,8 +112,9 @@ inline void check_pack_k(std::size_t k, const char* where) {
     }
 }
 /// Sizes `out` for k x n; zeroes only what the packers do not write (the
-/// padding columns, the rows past k in the last group, the tail).
-inline void pack_layout(std::size_t k, std::size_t n, packed_s8& out) {
+/// padding columns, the rows past k in the last group, the tail), and the
+/// column sums (left empty without `sums`).
+inline void pack_layout(std::size_t k, std::size_t n, packed_s8& out, bool sums = true) {
     out.k = k;
     out.n = n;
     out.groups = (k + 3) / 4;
@@ -126,7 +128,22 @@ inline void pack_layout(std::size_t k, std::size_t n, packed_s8& out) {
         std::memset(d + (out.groups - 1) * out.stride * 4, 0, out.stride * 4);
     }
     std::memset(d + out.groups * out.stride * 4, 0, 64);
-    out.col_sums.assign(n, 0);
+    if (sums) {
+        out.col_sums.assign(n, 0);
+    } else {
+        out.col_sums.clear();
+    }
+}
+/// Four rows of n unsigned codes interleaved into n 4-byte words of (code - 128), without sums.
+inline void interleave4_shifted(const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1,
+                                const std::uint8_t* __restrict r2, const std::uint8_t* __restrict r3, std::size_t n,
+                                std::int8_t* __restrict d) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        d[4 * i] = static_cast<std::int8_t>(r0[i] ^ 0x80u);
+        d[4 * i + 1] = static_cast<std::int8_t>(r1[i] ^ 0x80u);
+        d[4 * i + 2] = static_cast<std::int8_t>(r2[i] ^ 0x80u);
+        d[4 * i + 3] = static_cast<std::int8_t>(r3[i] ^ 0x80u);
+    }
 }
 } // namespace detail
 
@@ -196,6 +213,117 @@ inline void pack_u8_shifted_transposed(std::size_t k, std::size_t n, const std::
 }
 
 namespace detail {
+/// Four rows of n unsigned codes interleaved into n 4-byte words of (code - 128), with their
+/// sums (minus 512) added to sm. Restrict-qualified so that the compiler vectorizes it.
+inline void interleave4_shifted(const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1,
+                                const std::uint8_t* __restrict r2, const std::uint8_t* __restrict r3, std::size_t n,
+                                std::int8_t* __restrict d, std::int32_t* __restrict sm) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        d[4 * i] = static_cast<std::int8_t>(r0[i] ^ 0x80u);
+        d[4 * i + 1] = static_cast<std::int8_t>(r1[i] ^ 0x80u);
+        d[4 * i + 2] = static_cast<std::int8_t>(r2[i] ^ 0x80u);
+        d[4 * i + 3] = static_cast<std::int8_t>(r3[i] ^ 0x80u);
+        sm[i] += static_cast<std::int32_t>(r0[i]) + static_cast<std::int32_t>(r1[i]) + static_cast<std::int32_t>(r2[i]) +
+                 static_cast<std::int32_t>(r3[i]) - 512;
+    }
+}
+/// One row of a partial group: byte t of n words, with the row's shifted codes added to sm.
+inline void place_shifted(const std::uint8_t* r, std::size_t step, std::size_t n, std::size_t t, std::int8_t* d,
+                          std::int32_t* sm) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto v = static_cast<std::int8_t>(static_cast<int>(r[i * step]) - 128);
+        d[4 * i + t] = v;
+        if (sm != nullptr) {
+            sm[i] += v;
+        }
+    }
+}
+/// Rows 4 grp + t (t < rows) of the column matrix, starting at x + at[t], every `step`-th code,
+/// as n words at d; their shifted codes added to sm unless it is null.
+inline void pack_run(const std::uint8_t* x, const std::size_t at[4], std::size_t rows, std::size_t step,
+                     std::size_t n, std::int8_t* d, std::int32_t* sm) noexcept {
+    if (rows == 4 && step == 1 && sm != nullptr) {
+        interleave4_shifted(x + at[0], x + at[1], x + at[2], x + at[3], n, d, sm);
+    } else if (rows == 4 && step == 1) {
+        interleave4_shifted(x + at[0], x + at[1], x + at[2], x + at[3], n, d);
+    } else {
+        for (std::size_t t = 0; t < rows; ++t) {
+            place_shifted(x + at[t], step, n, t, d, sm);
+        }
+    }
+}
+/// The offsets, within one sample's padded codes, of the first input of rows 4 grp .. 4 grp + 3 of
+/// the im2col matrix (row = (channel, ky, kx)).
+inline std::size_t conv_row_offsets(const conv_geometry& g, std::size_t k, std::size_t grp, std::size_t at[4]) noexcept {
+    const std::size_t rows = std::min<std::size_t>(4, k - 4 * grp), k2 = g.k * g.k, plane = g.h * g.w;
+    for (std::size_t t = 0; t < 4; ++t) {
+        at[t] = 0;
+    }
+    for (std::size_t t = 0; t < rows; ++t) {
+        const std::size_t r = 4 * grp + t, c = r / k2, tap = r % k2;
+        at[t] = c * plane + (tap / g.k) * g.w + tap % g.k;
+    }
+    return rows;
+}
+/// The packers of padded convolution codes: per sample, out_h() runs of out_w() columns (each
+/// input line `stride` lines apart, every `stride`-th code), or with `wide` one run of
+/// out_h() x w columns (stride 1).
+inline void pack_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, std::size_t count,
+                      packed_s8& out, bool sums, bool wide, const char* where) {
+    const std::size_t k = g.rows(), lines = wide ? 1 : g.out_h(), run = wide ? g.out_h() * g.w : g.out_w(),
+                      step = wide ? 1 : g.stride, per = lines * run;
+    check_pack_k(k, where);
+    pack_layout(k, count * per, out, sums);
+    for (std::size_t grp = 0; grp < out.groups; ++grp) {
+        std::size_t at[4];
+        const std::size_t rows = conv_row_offsets(g, k, grp, at);
+        std::int8_t* dst = out.data.data() + grp * out.stride * 4;
+        for (std::size_t s = 0; s < count; ++s) {
+            for (std::size_t line = 0; line < lines; ++line) {
+                const std::size_t j0 = s * per + line * run;
+                pack_run(codes + s * per_sample + line * g.stride * g.w, at, rows, step, run, dst + 4 * j0,
+                         sums ? out.col_sums.data() + j0 : nullptr);
+            }
+        }
+    }
+}
+} // namespace detail
+
+/// im2col and pack_u8_shifted in one pass, without the column matrix: packs
+/// B = (im2col codes - 128) for `count` consecutive samples side by side
+/// (columns sample-major, each sample's g.cols() output pixels in order).
+/// `codes` holds the samples' unsigned codes (c x h x w each, `per_sample`
+/// apart) already padded: g.pad must be 0 (a layer pads its codes once, with
+/// the code of 0.0). Equal to im2col_padded of each sample into a k x n
+/// matrix followed by pack_u8_shifted (tests/tensor/kernels.cpp). Without
+/// `sums`, col_sums is left empty (a caller that gets them otherwise).
+/// @throws frugal::error when g.pad != 0 or the inner dimension is out of range
+inline void pack_conv_u8_shifted(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g,
+                                 std::size_t count, packed_s8& out, bool sums = true) {
+    if (g.pad != 0) {
+        throw error("frugal::kernels::pack_conv_u8_shifted: the codes must be padded already (pad 0)");
+    }
+    detail::pack_conv(codes, per_sample, g, count, out, sums, false, "frugal::kernels::pack_conv_u8_shifted");
+}
+
+/// The same product for a stride-1 convolution, in "wide" columns: each
+/// sample has g.out_h() x g.w columns (output row oy, column ox at
+/// oy * g.w + ox), of which those with ox >= g.out_w() are junk to be
+/// skipped by the caller. Every row of B is then one contiguous run of the
+/// codes, which packs at vector speed; the junk columns cost
+/// (k - 1) / g.w of the product. The codes need k - 1 readable bytes after
+/// the last sample (junk columns read them). Without `sums`, col_sums is
+/// left empty.
+/// @throws frugal::error when g.pad != 0, g.stride != 1 or the inner dimension is out of range
+inline void pack_conv_wide_u8_shifted(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g,
+                                      std::size_t count, packed_s8& out, bool sums = true) {
+    if (g.pad != 0 || g.stride != 1) {
+        throw error("frugal::kernels::pack_conv_wide_u8_shifted: needs padded codes (pad 0) and stride 1");
+    }
+    detail::pack_conv(codes, per_sample, g, count, out, sums, true, "frugal::kernels::pack_conv_wide_u8_shifted");
+}
+
+namespace detail {
 
 /// Four consecutive bytes of a row from group g on, zero past k, as one int32.
 inline std::int32_t load4(const std::uint8_t* row, std::size_t g, std::size_t k) noexcept {
@@ -205,15 +333,39 @@ inline std::int32_t load4(const std::uint8_t* row, std::size_t g, std::size_t k)
     return v;
 }
 
+/// Rows of A at a fixed distance (a row-major matrix).
+struct strided_rows {
+    const std::uint8_t* a;
+    std::size_t lda;
+    [[nodiscard]] const std::uint8_t* row(std::size_t r) const noexcept { return a + r * lda; }
+    [[nodiscard]] strided_rows from(std::size_t i) const noexcept { return {a + i * lda, lda}; }
+};
+/// Rows of A anywhere (an implicit im2col: each row a view into the codes).
+struct pointer_rows {
+    const std::uint8_t* const* p;
+    [[nodiscard]] const std::uint8_t* row(std::size_t r) const noexcept { return p[r]; }
+    [[nodiscard]] pointer_rows from(std::size_t i) const noexcept { return {p + i}; }
+};
+
 #if FRUGAL_IGEMM_VNNI
-/// R rows (R <= 8) x up to 32 columns starting at column j0.
-template <int R>
-inline void igemm_vnni_block(const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::size_t j0,
-                             std::size_t cols, std::int32_t* c, std::size_t ldc) noexcept {
+/// R rows (R <= 8) x up to 32 columns starting at column j0; Acc: C += instead of C =.
+template <int R, bool Acc, class Rows>
+inline void igemm_vnni_block(Rows a, const packed_s8& b, std::size_t j0, std::size_t cols, std::int32_t* c,
+                             std::size_t ldc) noexcept {
+    const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+    const __mmask16 m1 =
+        cols >= 32 ? __mmask16(0xFFFF) : (cols <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (cols - 16)) - 1u));
     __m512i acc[R][2];
+    const std::uint8_t* ar[R];
     for (int r = 0; r < R; ++r) {
-        acc[r][0] = _mm512_setzero_si512();
-        acc[r][1] = _mm512_setzero_si512();
+        ar[r] = a.row(static_cast<std::size_t>(r));
+        if constexpr (Acc) {
+            acc[r][0] = _mm512_maskz_loadu_epi32(m0, c + r * ldc + j0);
+            acc[r][1] = _mm512_maskz_loadu_epi32(m1, c + r * ldc + j0 + 16);
+        } else {
+            acc[r][0] = _mm512_setzero_si512();
+            acc[r][1] = _mm512_setzero_si512();
+        }
     }
     const std::size_t full = b.k / 4; // groups with four real bytes in every row
     const std::int8_t* bp = b.data.data() + j0 * 4;
@@ -223,7 +375,7 @@ inline void igemm_vnni_block(const std::uint8_t* a, std::size_t lda, const packe
         const __m512i b1 = _mm512_loadu_si512(bp + 64);
         for (int r = 0; r < R; ++r) {
             std::int32_t v;
-            std::memcpy(&v, a + r * lda + g * 4, 4);
+            std::memcpy(&v, ar[r] + g * 4, 4);
             const __m512i av = _mm512_set1_epi32(v);
             acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
             acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
@@ -233,14 +385,11 @@ inline void igemm_vnni_block(const std::uint8_t* a, std::size_t lda, const packe
         const __m512i b0 = _mm512_load_si512(bp);
         const __m512i b1 = _mm512_loadu_si512(bp + 64);
         for (int r = 0; r < R; ++r) {
-            const __m512i av = _mm512_set1_epi32(load4(a + r * lda, full, b.k));
+            const __m512i av = _mm512_set1_epi32(load4(ar[r], full, b.k));
             acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
             acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
         }
     }
-    const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
-    const __mmask16 m1 =
-        cols >= 32 ? __mmask16(0xFFFF) : (cols <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (cols - 16)) - 1u));
     for (int r = 0; r < R; ++r) {
         _mm512_mask_storeu_epi32(c + r * ldc + j0, m0, acc[r][0]);
         if (m1 != 0) {
@@ -251,16 +400,16 @@ inline void igemm_vnni_block(const std::uint8_t* a, std::size_t lda, const packe
 #endif
 
 /// The portable path: R rows x up to 16 columns, int32 accumulators.
-template <int R>
-inline void igemm_generic_block(const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::size_t j0,
-                                std::size_t cols, std::int32_t* c, std::size_t ldc) noexcept {
+template <int R, bool Acc, class Rows>
+inline void igemm_generic_block(Rows a, const packed_s8& b, std::size_t j0, std::size_t cols, std::int32_t* c,
+                                std::size_t ldc) noexcept {
     constexpr std::size_t nb = packed_s8::col_block;
     std::int32_t acc[R][nb] = {};
     for (std::size_t g = 0; g < b.groups; ++g) {
         const std::int8_t* bp = b.group(g) + j0 * 4;
         for (int r = 0; r < R; ++r) {
             std::uint8_t av[4];
-            const std::int32_t v = load4(a + r * lda, g, b.k);
+            const std::int32_t v = load4(a.row(static_cast<std::size_t>(r)), g, b.k);
             std::memcpy(av, &v, 4);
             for (std::size_t j = 0; j < nb; ++j) {
                 acc[r][j] += static_cast<std::int32_t>(av[0]) * bp[j * 4] + static_cast<std::int32_t>(av[1]) * bp[j * 4 + 1] +
@@ -269,7 +418,11 @@ inline void igemm_generic_block(const std::uint8_t* a, std::size_t lda, const pa
         }
     }
     for (int r = 0; r < R; ++r) {
-        std::memcpy(c + r * ldc + j0, acc[r], std::min(cols, nb) * sizeof(std::int32_t));
+        std::int32_t* cr = c + r * ldc + j0;
+        const std::size_t n = std::min(cols, nb);
+        for (std::size_t j = 0; j < n; ++j) {
+            cr[j] = Acc ? cr[j] + acc[r][j] : acc[r][j];
+        }
     }
 }
 
@@ -290,17 +443,31 @@ inline void with_rows(std::size_t rows, F&& f) {
 }
 
 /// Tiles C into Mr x Nr blocks; block(rows, a, j0, cols, c) computes one.
-template <int Mr, std::size_t Nr, class Block>
-inline void igemm_tiles(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::int32_t* c,
-                        std::size_t ldc, Block&& block) {
+template <int Mr, std::size_t Nr, class Rows, class Block>
+inline void igemm_tiles(std::size_t m, Rows a, const packed_s8& b, std::int32_t* c, std::size_t ldc, Block&& block) {
     for (std::size_t j0 = 0; j0 < b.n; j0 += Nr) {
         const std::size_t cols = std::min(Nr, b.n - j0);
         std::size_t i = 0;
         for (; i + Mr <= m; i += Mr) {
-            block(std::integral_constant<int, Mr>{}, a + i * lda, j0, cols, c + i * ldc);
+            block(std::integral_constant<int, Mr>{}, a.from(i), j0, cols, c + i * ldc);
         }
-        with_rows<Mr - 1>(m - i, [&](auto rows) { block(rows, a + i * lda, j0, cols, c + i * ldc); });
+        with_rows<Mr - 1>(m - i, [&](auto rows) { block(rows, a.from(i), j0, cols, c + i * ldc); });
     }
+}
+
+/// C (m x b.n) = (or += with Acc) the rows of A times B.
+template <bool Acc, class Rows>
+inline void igemm_rows(std::size_t m, Rows a, const packed_s8& b, std::int32_t* c, std::size_t ldc) noexcept {
+#if FRUGAL_IGEMM_VNNI
+    igemm_tiles<8, 32>(m, a, b, c, ldc, [&](auto rows, Rows ar, std::size_t j0, std::size_t cols, std::int32_t* cr) {
+        igemm_vnni_block<decltype(rows)::value, Acc>(ar, b, j0, cols, cr, ldc);
+    });
+#else
+    igemm_tiles<4, packed_s8::col_block>(m, a, b, c, ldc,
+                                         [&](auto rows, Rows ar, std::size_t j0, std::size_t cols, std::int32_t* cr) {
+                                             igemm_generic_block<decltype(rows)::value, Acc>(ar, b, j0, cols, cr, ldc);
+                                         });
+#endif
 }
 
 } // namespace detail
@@ -309,18 +476,16 @@ inline void igemm_tiles(std::size_t m, const std::uint8_t* a, std::size_t lda, c
 /// dimension lda) * B (packed), exactly.
 inline void igemm_u8s8(std::size_t m, const std::uint8_t* a, std::size_t lda, const packed_s8& b, std::int32_t* c,
                        std::size_t ldc) noexcept {
-#if FRUGAL_IGEMM_VNNI
-    detail::igemm_tiles<8, 32>(m, a, lda, b, c, ldc, [&](auto rows, const std::uint8_t* ar, std::size_t j0,
-                                                          std::size_t cols, std::int32_t* cr) {
-        detail::igemm_vnni_block<decltype(rows)::value>(ar, lda, b, j0, cols, cr, ldc);
-    });
-#else
-    detail::igemm_tiles<4, packed_s8::col_block>(m, a, lda, b, c, ldc, [&](auto rows, const std::uint8_t* ar,
-                                                                          std::size_t j0, std::size_t cols,
-                                                                          std::int32_t* cr) {
-        detail::igemm_generic_block<decltype(rows)::value>(ar, lda, b, j0, cols, cr, ldc);
-    });
-#endif
+    detail::igemm_rows<false>(m, detail::strided_rows{a, lda}, b, c, ldc);
+}
+
+/// C (m x b.n) += A x B where row i of A (b.k codes) starts at rows[i]: an
+/// implicit matrix, e.g. the rows of an im2col that are views into padded
+/// codes. Exact like igemm_u8s8 as long as C's sums stay in int32 (the
+/// caller bounds the total inner length by igemm_max_k).
+inline void igemm_u8s8_rows_accumulate(std::size_t m, const std::uint8_t* const* rows, const packed_s8& b,
+                                       std::int32_t* c, std::size_t ldc) noexcept {
+    detail::igemm_rows<true>(m, detail::pointer_rows{rows}, b, c, ldc);
 }
 
 /// igemm_u8s8 with the rows of A and C split over frugal's threads.

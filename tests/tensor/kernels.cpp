@@ -203,43 +203,48 @@ TEST_CASE("packing convolution codes in one pass equals im2col followed by pack_
         fr::kernels::pack_conv_u8_shifted(codes.data(), per, geo, sh.count, nosums, false);
         CHECK(nosums.data == ref.data);
         CHECK(nosums.col_sums.empty());
-        if (sh.stride == 1) {
-            // wide columns: column (s, oy, ox) at s * ho * w + oy * w + ox holds the same word and sum as
-            // the exact packing's column (s, oy, ox); the codes need k - 1 bytes after the last sample
-            codes.resize(codes.size() + sh.k);
-            fr::kernels::packed_s8 wide;
-            fr::kernels::pack_conv_wide_u8_shifted(codes.data(), per, geo, sh.count, wide);
-            const std::size_t ho = geo.out_h(), wo = geo.out_w(), pw = ho * sh.w;
-            REQUIRE(wide.n == sh.count * pw);
-            REQUIRE(wide.groups == ref.groups);
-            bool same = true;
-            for (std::size_t s = 0; s < sh.count; ++s) {
-                for (std::size_t oy = 0; oy < ho; ++oy) {
-                    for (std::size_t ox = 0; ox < wo; ++ox) {
-                        const std::size_t jw = s * pw + oy * sh.w + ox, jr = s * p + oy * wo + ox;
-                        same = same && wide.col_sums[jw] == ref.col_sums[jr];
-                        for (std::size_t grp = 0; grp < ref.groups; ++grp) {
-                            for (std::size_t t = 0; t < 4; ++t) {
-                                same = same && wide.data[(grp * wide.stride + jw) * 4 + t] ==
-                                                   ref.data[(grp * ref.stride + jr) * 4 + t];
-                            }
-                        }
-                    }
-                }
-            }
-            CHECK(same);
-            fr::kernels::packed_s8 wide_nosums;
-            fr::kernels::pack_conv_wide_u8_shifted(codes.data(), per, geo, sh.count, wide_nosums, false);
-            CHECK(wide_nosums.data == wide.data);
-            CHECK(wide_nosums.col_sums.empty());
-
-        }
     }
-    CHECK_THROWS_AS(fr::kernels::pack_conv_wide_u8_shifted(nullptr, 16, fr::conv_geometry{1, 4, 4, 3, 2, 0}, 1, p),
-                    fr::error);
     std::vector<std::uint8_t> codes(64);
     CHECK_THROWS_AS(fr::kernels::pack_conv_u8_shifted(codes.data(), 16, fr::conv_geometry{1, 4, 4, 3, 1, 1}, 1, p),
                     fr::error);
+}
+
+TEST_CASE("int8 gemm on B viewed in place (groups at offsets) equals the reference") {
+    fr::rng g(6);
+    for (std::size_t m : {1u, 5u, 8u, 13u, 17u}) {
+        for (std::size_t n : {1u, 7u, 16u, 33u, 63u, 100u}) {
+            for (std::size_t groups : {1u, 3u, 36u}) {
+                const std::size_t k = 4 * groups, lda = k + 1;
+                // groups scattered through a buffer, in a shuffled order, each 4 n bytes + slack for the kernel
+                std::vector<std::size_t> off(groups);
+                for (std::size_t q = 0; q < groups; ++q) {
+                    off[q] = ((q * 7) % groups) * (4 * n + 80) + 3;
+                }
+                std::vector<std::int8_t> buf(groups * (4 * n + 80) + 64);
+                for (auto& v : buf) {
+                    v = static_cast<std::int8_t>(static_cast<int>(g.below(256)) - 128);
+                }
+                std::vector<std::uint8_t> a(m * lda);
+                for (auto& v : a) {
+                    v = static_cast<std::uint8_t>(g.below(256));
+                }
+                std::vector<std::int8_t> b(k * n); // the same B, explicit
+                for (std::size_t q = 0; q < groups; ++q) {
+                    for (std::size_t j = 0; j < n; ++j) {
+                        for (std::size_t t = 0; t < 4; ++t) {
+                            b[(4 * q + t) * n + j] = buf[off[q] + 4 * j + t];
+                        }
+                    }
+                }
+                const fr::kernels::detail::offset_cols view{buf.data(), off.data(), k, n, groups};
+                std::vector<std::int32_t> c(m * n, 5), ref(m * n);
+                fr::kernels::igemm_u8s8_offsets(m, a.data(), lda, view, c.data(), n);
+                fr::kernels::igemm_u8s8_reference(m, n, k, a.data(), lda, b.data(), n, ref.data(), n);
+                INFO("m " << m << " n " << n << " k " << k);
+                CHECK(c == ref);
+            }
+        }
+    }
 }
 
 TEST_CASE("int8 gemm is exact at the extremes and refuses an inner dimension that could overflow") {

@@ -180,13 +180,14 @@ public:
         quantize_symmetric<std::int8_t, per_channel, nearest_even>(w, wbits, qw_);
         const std::int8_t* wq = qw_.values.data();
         const std::vector<float>& sw = qw_.scale;
-        aw_.resize((out + 1) * kk);
-        std::fill(aw_.begin() + static_cast<std::ptrdiff_t>(out * kk), aw_.end(), std::uint8_t{1}); // see integer_conv
-        raw_.assign(out, 0);
-        for (std::size_t i = 0; i < out * kk; ++i) {
-            const auto a = static_cast<std::uint8_t>(wq[i] + 128);
-            aw_[i] = a;
-            raw_[i / kk] += a;
+        const bool quads = g.stride == 1; // integer_conv_quads; other strides: integer_conv
+        const std::size_t in = in_channels(), k2 = g.k * g.k;
+        if (quads) { // K in (tap, channel quad, channel in quad) order, missing channels 0
+            weight_rows_quads(out, k2, in, aw_, raw_, [&](std::size_t o, std::size_t tap, std::size_t ch) {
+                return wq[(o * in + ch) * k2 + tap];
+            });
+        } else {
+            weight_rows(out, kk, aw_, raw_, [&](std::size_t o, std::size_t t) { return wq[o * kk + t]; });
         }
 
         // activations: nudged range grid over each group (training) or the running range;
@@ -198,7 +199,7 @@ public:
         // the codes are stored padded (the code of 0.0 around each plane), so that the integer products
         // read them with the unpadded geometry gp
         const std::size_t pad = g.pad, hp = xs.h + 2 * pad, wp = xs.w + 2 * pad, per_xp = xs.c * hp * wp;
-        qx_.resize(xs.n * per_xp + g.k + 4); // wide products read up to k + 3 bytes past the last sample
+        qx_.resize(xs.n * per_xp + g.k + 4); // dW's implicit rows read up to k + 3 bytes past the last sample
         for (auto& sg : segs) {
             const value_range r = ctx.training() && segs.size() > 1 ? detail::min_max(x.data() + sg.s0 * per_x, sg.n * per_x,
                                                                    "frugal::quantized_conv")
@@ -238,9 +239,15 @@ public:
         ensure_shape(y_, {xs.n, out, g.out_h(), g.out_w()});
         const tensor1& bias = float_.bias();
         for (const auto& sg : segs_) {
-            integer_conv(qx_.data(), per_xp, padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
-                         [&](std::size_t o) { return sg.sx * sw[o]; }, bias.size() ? bias.data() : nullptr,
-                         y_.data());
+            const auto scale = [&](std::size_t o) { return sg.sx * sw[o]; };
+            if (quads) {
+                to_quads(qx_.data(), per_xp, padded_geometry(g), sg.zx, xs.n, sg.s0, sg.n, qx4_);
+                integer_conv_quads(qx4_.data(), padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
+                                   scale, bias.size() ? bias.data() : nullptr, y_.data());
+            } else {
+                integer_conv(qx_.data(), per_xp, padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
+                             scale, bias.size() ? bias.data() : nullptr, y_.data());
+            }
             if (m != nullptr) {
                 const std::uint64_t macs = static_cast<std::uint64_t>(sg.n) * out * p * kk;
                 m->mac(id(), phase::forward, op_format::integer(sg.widths.act), op_format::integer(sg.widths.weight),
@@ -304,20 +311,12 @@ public:
         if (need_dx) {
             const std::int8_t* wq = qw_.values.data();
             const std::vector<float>& sw = qw_.scale;
-            const std::size_t in = in_channels(), k = kernel(), k2 = k * k, kt = out * k2;
-            at_.resize((in + 1) * kt);
-            std::fill(at_.begin() + static_cast<std::ptrdiff_t>(in * kt), at_.end(), std::uint8_t{1});
-            rat_.assign(in, 0);
-            for (std::size_t o = 0; o < out; ++o) {
-                for (std::size_t c = 0; c < in; ++c) {
-                    for (std::size_t t = 0; t < k2; ++t) {
-                        // tap t = ky k + kx of the flipped kernel is tap k2 - 1 - t of the forward one
-                        const auto a = static_cast<std::uint8_t>(wq[(o * in + c) * k2 + (k2 - 1 - t)] + 128);
-                        at_[c * kt + o * k2 + t] = a;
-                        rat_[c] += a;
-                    }
-                }
-            }
+            const std::size_t in = in_channels(), k = kernel(), k2 = k * k, cqo = (out + 3) / 4;
+            // rows: input channels; K: (tap of the flipped kernel, output-channel quad, channel in quad);
+            // tap t = ky k + kx of the flipped kernel is tap k2 - 1 - t of the forward one
+            weight_rows_quads(in, k2, out, at_, rat_, [&](std::size_t c, std::size_t tap, std::size_t o) {
+                return wq[(o * in + c) * k2 + (k2 - 1 - tap)];
+            });
             scaled_.resize(dy.size());
             qe_.resize(dy.size());
             parallel_for(xs.n, [&](std::size_t s) {
@@ -339,42 +338,44 @@ public:
             }
             const conv_geometry gt{out, xs.h + k - 1, xs.w + k - 1, k, 1, 0};
             const std::size_t hb = gt.h, wb = gt.w, per_e = out * hb * wb, ho = g.out_h(), wo = g.out_w();
+            (void)per_e;
             const auto lead = static_cast<std::ptrdiff_t>(k - 1) - static_cast<std::ptrdiff_t>(g.pad);
             const auto st = static_cast<std::ptrdiff_t>(g.stride);
-            spread_.resize(xs.n * per_e + k); // + k: as qx_
+            ensure_shape(dx_, xs);
             for (const auto& sg : segs_) {
                 const auto ze = static_cast<std::uint8_t>(sg.ze);
-                parallel_for(sg.n, [&](std::size_t i) {
-                    const std::size_t s = sg.s0 + i;
-                    std::uint8_t* b = spread_.data() + s * per_e;
-                    std::memset(b, ze, per_e);
-                    for (std::size_t o = 0; o < out; ++o) {
-                        const std::uint8_t* src = qe_.data() + s * per_y + o * p;
-                        std::uint8_t* plane = b + o * hb * wb;
-                        for (std::size_t oy = 0; oy < ho; ++oy) {
-                            const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy) * st + lead;
-                            if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(hb)) {
-                                continue;
-                            }
-                            std::uint8_t* row = plane + static_cast<std::size_t>(iy) * wb;
-                            if (st == 1 && lead >= 0 && static_cast<std::size_t>(lead) + wo <= wb) {
-                                std::memcpy(row + lead, src + oy * wo, wo);
-                                continue;
-                            }
-                            for (std::size_t ox = 0; ox < wo; ++ox) {
-                                const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox) * st + lead;
-                                if (ix >= 0 && ix < static_cast<std::ptrdiff_t>(wb)) {
-                                    row[ix] = src[oy * wo + ox];
+                spread4_.resize(xs.n * cqo * hb * wb * 4 + 4 * k + 64); // see integer_conv_quads
+                parallel_chunks(sg.n, [&](std::size_t lo, std::size_t hi, int) {
+                    thread_local std::vector<std::uint8_t> spread; // one sample's planes, then its quads
+                    spread.resize(per_e);
+                    for (std::size_t s = sg.s0 + lo; s < sg.s0 + hi; ++s) {
+                        std::memset(spread.data(), ze, per_e);
+                        for (std::size_t o = 0; o < out; ++o) {
+                            const std::uint8_t* src = qe_.data() + s * per_y + o * p;
+                            std::uint8_t* plane = spread.data() + o * hb * wb;
+                            for (std::size_t oy = 0; oy < ho; ++oy) {
+                                const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy) * st + lead;
+                                if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(hb)) {
+                                    continue;
+                                }
+                                std::uint8_t* row = plane + static_cast<std::size_t>(iy) * wb;
+                                if (st == 1 && lead >= 0 && static_cast<std::size_t>(lead) + wo <= wb) {
+                                    std::memcpy(row + lead, src + oy * wo, wo);
+                                    continue;
+                                }
+                                for (std::size_t ox = 0; ox < wo; ++ox) {
+                                    const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox) * st + lead;
+                                    if (ix >= 0 && ix < static_cast<std::ptrdiff_t>(wb)) {
+                                        row[ix] = src[oy * wo + ox];
+                                    }
                                 }
                             }
                         }
+                        quads_of_sample(spread.data(), gt, ze, spread4_.data() + s * cqo * hb * wb * 4);
                     }
                 });
-            }
-            ensure_shape(dx_, xs);
-            for (const auto& sg : segs_) {
-                integer_conv(spread_.data(), per_e, gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
-                             [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
+                integer_conv_quads(spread4_.data(), gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
+                                   [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
             }
             dx = &dx_;
         }
@@ -599,64 +600,167 @@ private:
 
     /// out[s] (m x P floats, P = g.cols(), for the samples s in [s0, s0 + n)) =
     /// row_scale(r) * sum_k (a[r, k] - 128) (B_s[k, p] - z) + bias[r], where B_s is the im2col of
-    /// sample s's codes (codes + s * per_sample, already padded with z: g.pad is 0, and k readable
-    /// bytes after the last sample) and a (m x K, K = g.rows()) holds
+    /// sample s's codes (codes + s * per_sample, already padded with z: g.pad is 0) and a (m x K,
+    /// K = g.rows()) holds
     /// signed codes + 128 with row sums ra, followed by one more row of ones (m + 1 rows in all). The
     /// samples of a group sit side by side in one integer product; with b - 128 packed,
     /// C = sum a (b - 128) and cs = sum (b - 128):
     ///   sum (a - 128)(b - z) = C + (128 - z) ra - 128 cs - 128 (128 - z) K,
     /// and the row of ones makes the product's last row cs itself, for 1 / m more products instead of
-    /// a pass over B that sums its columns.
+    /// a pass over B that sums its columns. Used for strides other than 1 (stride 1:
+    /// integer_conv_quads, which needs no packing).
     template <class RowScale>
     static void integer_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
                              const std::uint8_t* a, const std::int32_t* ra, std::size_t m, std::size_t s0,
                              std::size_t n, RowScale&& row_scale, const float* bias, float* out) {
-        // stride 1: "wide" columns (kernels::pack_conv_wide_u8_shifted), ho x g.w per sample
-        const bool wide = g.stride == 1;
-        const std::size_t kk = g.rows(), ho = g.out_h(), wo = g.out_w(), p = ho * wo, cw = wide ? g.w : wo,
-                          pc = ho * cw, group = group_size(pc), groups = (n + group - 1) / group;
-        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
-        // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
-        const bool small = kk < 21000;
+        const std::size_t kk = g.rows(), ho = g.out_h(), wo = g.out_w(), p = ho * wo, group = group_size(p),
+                          groups = (n + group - 1) / group;
         parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
             thread_local kernels::packed_s8 packed;
             thread_local std::vector<std::int32_t> c;
             for (std::size_t gi = lo; gi < hi; ++gi) {
-                const std::size_t first = s0 + gi * group, cnt = std::min(group, s0 + n - first), ld = cnt * pc;
-                if (wide) {
-                    kernels::pack_conv_wide_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
-                } else {
-                    kernels::pack_conv_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
-                }
+                const std::size_t first = s0 + gi * group, cnt = std::min(group, s0 + n - first), ld = cnt * p;
+                kernels::pack_conv_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
                 c.resize((m + 1) * ld);
                 kernels::igemm_u8s8(m + 1, a, kk, packed, c.data(), ld);
-                const std::int32_t* col_sums = c.data() + m * ld;
-                for (std::size_t r = 0; r < m; ++r) {
-                    const float scale = row_scale(r);
-                    const std::int64_t row = (128 - z) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z) * kk64;
-                    const float b = bias != nullptr ? bias[r] : 0.0f;
-                    for (std::size_t s = 0; s < cnt; ++s) {
-                        for (std::size_t oy = 0; oy < ho; ++oy) {
-                            float* yo = out + ((first + s) * m + r) * p + oy * wo;
-                            const std::size_t j0 = s * pc + oy * cw;
-                            const std::int32_t* co = c.data() + r * ld + j0;
-                            const std::int32_t* cs = col_sums + j0;
-                            if (small) { // every term and the sum fit int32: vectorizes as int32 -> float
-                                const auto row32 = static_cast<std::int32_t>(row);
-                                for (std::size_t j = 0; j < wo; ++j) {
-                                    yo[j] = scale * static_cast<float>(co[j] + row32 - 128 * cs[j]) + b;
-                                }
-                                continue;
-                            }
-                            for (std::size_t j = 0; j < wo; ++j) {
-                                const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
-                                yo[j] = scale * static_cast<float>(v) + b;
-                            }
+                dequantize(c.data(), ld, c.data() + m * ld, first, cnt, p, wo, ho, wo, z, ra, m, kk, row_scale, bias, out);
+            }
+        });
+    }
+
+    /// a = m + 1 rows of K unsigned codes: row r < m holds code(r, t) + 128 (code(r, t) a signed
+    /// weight code), row m ones (see integer_conv); ra = the row sums of rows r < m.
+    template <class Code>
+    static void weight_rows(std::size_t m, std::size_t kk, std::vector<std::uint8_t>& a, std::vector<std::int32_t>& ra,
+                            Code&& code) {
+        a.resize((m + 1) * kk);
+        std::fill(a.begin() + static_cast<std::ptrdiff_t>(m * kk), a.end(), std::uint8_t{1});
+        ra.assign(m, 0);
+        for (std::size_t r = 0; r < m; ++r) {
+            for (std::size_t t = 0; t < kk; ++t) {
+                const auto v = static_cast<std::uint8_t>(code(r, t) + 128);
+                a[r * kk + t] = v;
+                ra[r] += v;
+            }
+        }
+    }
+
+    /// weight_rows for K in (tap, channel quad, channel in quad) order, the layout of
+    /// integer_conv_quads: code(r, tap, channel) for channel < channels, 0 for the channels that pad
+    /// the last quad.
+    template <class Code>
+    static void weight_rows_quads(std::size_t m, std::size_t taps, std::size_t channels, std::vector<std::uint8_t>& a,
+                                  std::vector<std::int32_t>& ra, Code&& code) {
+        const std::size_t width = (channels + 3) / 4 * 4, kk = taps * width;
+        a.resize((m + 1) * kk);
+        std::fill(a.begin() + static_cast<std::ptrdiff_t>(m * kk), a.end(), std::uint8_t{1});
+        ra.assign(m, 0);
+        for (std::size_t r = 0; r < m; ++r) {
+            std::uint8_t* ar = a.data() + r * kk;
+            std::int32_t sum = 0;
+            for (std::size_t tap = 0; tap < taps; ++tap) {
+                for (std::size_t ch = 0; ch < width; ++ch) {
+                    const auto v = static_cast<std::uint8_t>((ch < channels ? code(r, tap, ch) : 0) + 128);
+                    ar[tap * width + ch] = v;
+                    sum += v;
+                }
+            }
+            ra[r] = sum;
+        }
+    }
+
+    /// One sample's padded codes (g.c planes of g.h x g.w) as channel quads: ceil(c / 4) planes of
+    /// 4-byte words (code - 128 of channels 4q .. 4q + 3), channels past c at code z.
+    static void quads_of_sample(const std::uint8_t* codes, const conv_geometry& g, std::uint8_t z, std::int8_t* out) {
+        const std::size_t plane = g.h * g.w, cq = (g.c + 3) / 4;
+        thread_local std::vector<std::uint8_t> zeros;
+        if (g.c % 4 != 0) {
+            zeros.assign(plane, z);
+        }
+        for (std::size_t q = 0; q < cq; ++q) {
+            const std::uint8_t* r[4];
+            for (std::size_t t = 0; t < 4; ++t) {
+                r[t] = 4 * q + t < g.c ? codes + (4 * q + t) * plane : zeros.data();
+            }
+            kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], plane, out + q * plane * 4);
+        }
+    }
+    /// quads_of_sample for samples [s0, s0 + n) of padded codes (per_sample apart) into `quads`
+    /// (sized for the whole batch, with integer_conv_quads' slack).
+    static void to_quads(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
+                         std::size_t batch, std::size_t s0, std::size_t n, std::vector<std::int8_t>& quads) {
+        const std::size_t per4 = (g.c + 3) / 4 * g.h * g.w * 4;
+        quads.resize(batch * per4 + 4 * g.k + 64);
+        parallel_for(n, [&](std::size_t i) {
+            quads_of_sample(codes + (s0 + i) * per_sample, g, static_cast<std::uint8_t>(z),
+                            quads.data() + (s0 + i) * per4);
+        });
+    }
+
+    /// integer_conv for a stride-1 geometry (g.pad 0) without any packing: the codes come as channel
+    /// quads (quads_of_sample, ceil(c / 4) h w 4 bytes per sample) and the integer product reads them
+    /// in place (kernels::igemm_u8s8_offsets): group (tap, quad) of B is the quad's plane viewed at
+    /// the tap's offset, column oy * g.w + ox ("wide": ox >= out_w() is junk and skipped). a holds
+    /// m + 1 rows (the last of ones) over K = k k ceil(c / 4) 4 in (tap, quad, channel) order. Each
+    /// sample is one product. The quads need 4 k + 64 readable bytes after the last sample.
+    template <class RowScale>
+    static void integer_conv_quads(const std::int8_t* quads, const conv_geometry& g, int z, const std::uint8_t* a,
+                                   const std::int32_t* ra, std::size_t m, std::size_t s0, std::size_t n,
+                                   RowScale&& row_scale, const float* bias, float* out) {
+        const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w, per4 = cq * plane * 4,
+                          kk = k2 * cq * 4, ho = g.out_h(), wo = g.out_w(), pw = ho * g.w;
+        std::vector<std::size_t> off(k2 * cq);
+        for (std::size_t tap = 0; tap < k2; ++tap) {
+            for (std::size_t q = 0; q < cq; ++q) {
+                off[tap * cq + q] = q * plane * 4 + ((tap / g.k) * g.w + tap % g.k) * 4;
+            }
+        }
+        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) {
+            thread_local std::vector<std::int32_t> c;
+            c.resize((m + 1) * pw);
+            for (std::size_t s = s0 + lo; s < s0 + hi; ++s) {
+                const kernels::detail::offset_cols b{quads + s * per4, off.data(), kk, pw, k2 * cq};
+                kernels::igemm_u8s8_offsets(m + 1, a, kk, b, c.data(), pw);
+                dequantize(c.data(), pw, c.data() + m * pw, s, 1, pw, g.w, ho, wo, z, ra, m, kk, row_scale, bias, out);
+            }
+        });
+    }
+
+    /// out[s] for the samples [first, first + cnt) of one integer product c ((m + 1) x ld, the last
+    /// row the column sums; sample s's columns at (s - first) pc, output row oy at oy cw).
+    template <class RowScale>
+    static void dequantize(const std::int32_t* c, std::size_t ld, const std::int32_t* col_sums, std::size_t first,
+                           std::size_t cnt, std::size_t pc, std::size_t cw, std::size_t ho, std::size_t wo, int z,
+                           const std::int32_t* ra, std::size_t m, std::size_t kk,
+                           RowScale&& row_scale, const float* bias, float* out) {
+        const std::size_t p = ho * wo;
+        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
+        // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
+        const bool small = kk < 21000;
+        for (std::size_t r = 0; r < m; ++r) {
+            const float scale = row_scale(r);
+            const std::int64_t row = (128 - z) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z) * kk64;
+            const float b = bias != nullptr ? bias[r] : 0.0f;
+            for (std::size_t s = 0; s < cnt; ++s) {
+                for (std::size_t oy = 0; oy < ho; ++oy) {
+                    float* yo = out + ((first + s) * m + r) * p + oy * wo;
+                    const std::size_t j0 = s * pc + oy * cw;
+                    const std::int32_t* co = c + r * ld + j0;
+                    const std::int32_t* cs = col_sums + j0;
+                    if (small) { // every term and the sum fit int32: vectorizes as int32 -> float
+                        const auto row32 = static_cast<std::int32_t>(row);
+                        for (std::size_t j = 0; j < wo; ++j) {
+                            yo[j] = scale * static_cast<float>(co[j] + row32 - 128 * cs[j]) + b;
                         }
+                        continue;
+                    }
+                    for (std::size_t j = 0; j < wo; ++j) {
+                        const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
+                        yo[j] = scale * static_cast<float>(v) + b;
                     }
                 }
             }
-        });
+        }
     }
 
     /// The geometry of codes stored with their padding: the same products, g.pad == 0.
@@ -687,7 +791,8 @@ private:
     bool float_mode_ = false, has_running_ = false, have_forward_ = false;
     value_range running_{};
     shape4 x_shape_{};
-    std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_, spread_;
+    std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;
+    std::vector<std::int8_t> qx4_, spread4_; // channel quads (integer_conv_quads)
     std::vector<float> scaled_;
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;

@@ -17,8 +17,9 @@
 /// int32 lane, without saturation). Paths:
 /// - AVX-512 VNNI (compiled when the target has avx512vnni and avx512bw,
 ///   e.g. FRUGAL_ARCH=native on Ice Lake / Cascade Lake or later): 8 rows x
-///   32 columns of int32 accumulators per register block, 64 MACs per
-///   instruction;
+///   32 columns of int32 accumulators per register block (16 columns when B
+///   has no more; a remainder of up to 4 rows joins the last block), 64 MACs
+///   per instruction;
 /// - every other target: the same blocking in plain C++ with int32
 ///   accumulators, which the compiler vectorizes for its instruction set.
 /// Both are exact: the sum of k products |a*b| <= 255*128 fits int32 for
@@ -265,13 +266,11 @@ inline std::size_t conv_row_offsets(const conv_geometry& g, std::size_t k, std::
     }
     return rows;
 }
-/// The packers of padded convolution codes: per sample, out_h() runs of out_w() columns (each
-/// input line `stride` lines apart, every `stride`-th code), or with `wide` one run of
-/// out_h() x w columns (stride 1).
+/// The packer of padded convolution codes: per sample, out_h() runs of out_w() columns (each
+/// input line `stride` lines apart, every `stride`-th code).
 inline void pack_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, std::size_t count,
-                      packed_s8& out, bool sums, bool wide, const char* where) {
-    const std::size_t k = g.rows(), lines = wide ? 1 : g.out_h(), run = wide ? g.out_h() * g.w : g.out_w(),
-                      step = wide ? 1 : g.stride, per = lines * run;
+                      packed_s8& out, bool sums, const char* where) {
+    const std::size_t k = g.rows(), lines = g.out_h(), run = g.out_w(), step = g.stride, per = lines * run;
     check_pack_k(k, where);
     pack_layout(k, count * per, out, sums);
     for (std::size_t grp = 0; grp < out.groups; ++grp) {
@@ -303,24 +302,7 @@ inline void pack_conv_u8_shifted(const std::uint8_t* codes, std::size_t per_samp
     if (g.pad != 0) {
         throw error("frugal::kernels::pack_conv_u8_shifted: the codes must be padded already (pad 0)");
     }
-    detail::pack_conv(codes, per_sample, g, count, out, sums, false, "frugal::kernels::pack_conv_u8_shifted");
-}
-
-/// The same product for a stride-1 convolution, in "wide" columns: each
-/// sample has g.out_h() x g.w columns (output row oy, column ox at
-/// oy * g.w + ox), of which those with ox >= g.out_w() are junk to be
-/// skipped by the caller. Every row of B is then one contiguous run of the
-/// codes, which packs at vector speed; the junk columns cost
-/// (k - 1) / g.w of the product. The codes need k - 1 readable bytes after
-/// the last sample (junk columns read them). Without `sums`, col_sums is
-/// left empty.
-/// @throws frugal::error when g.pad != 0, g.stride != 1 or the inner dimension is out of range
-inline void pack_conv_wide_u8_shifted(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g,
-                                      std::size_t count, packed_s8& out, bool sums = true) {
-    if (g.pad != 0 || g.stride != 1) {
-        throw error("frugal::kernels::pack_conv_wide_u8_shifted: needs padded codes (pad 0) and stride 1");
-    }
-    detail::pack_conv(codes, per_sample, g, count, out, sums, true, "frugal::kernels::pack_conv_wide_u8_shifted");
+    detail::pack_conv(codes, per_sample, g, count, out, sums, "frugal::kernels::pack_conv_u8_shifted");
 }
 
 namespace detail {
@@ -340,6 +322,15 @@ struct strided_rows {
     [[nodiscard]] const std::uint8_t* row(std::size_t r) const noexcept { return a + r * lda; }
     [[nodiscard]] strided_rows from(std::size_t i) const noexcept { return {a + i * lda, lda}; }
 };
+/// B given as groups of four rows anywhere: group g (four int8 per column, columns contiguous) at
+/// base + off[g] (an implicit packing, e.g. channel quads of interleaved codes viewed at a tap's
+/// offset). The kernel may read up to 64 bytes past a group's last column.
+struct offset_cols {
+    const std::int8_t* base;
+    const std::size_t* off;
+    std::size_t k = 0, n = 0, groups = 0; ///< k = 4 groups
+    [[nodiscard]] const std::int8_t* group(std::size_t g) const noexcept { return base + off[g]; }
+};
 /// Rows of A anywhere (an implicit im2col: each row a view into the codes).
 struct pointer_rows {
     const std::uint8_t* const* p;
@@ -348,60 +339,70 @@ struct pointer_rows {
 };
 
 #if FRUGAL_IGEMM_VNNI
-/// R rows (R <= 8) x up to 32 columns starting at column j0; Acc: C += instead of C =.
-template <int R, bool Acc, class Rows>
-inline void igemm_vnni_block(Rows a, const packed_s8& b, std::size_t j0, std::size_t cols, std::int32_t* c,
+/// R rows (R <= 12) x up to 16 V columns (V = 1 or 2 vectors) starting at column j0; Acc: C += instead
+/// of C =.
+template <int R, int V, bool Acc, class Rows, class Cols>
+inline void igemm_vnni_block(Rows a, const Cols& b, std::size_t j0, std::size_t cols, std::int32_t* c,
                              std::size_t ldc) noexcept {
-    const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
-    const __mmask16 m1 =
-        cols >= 32 ? __mmask16(0xFFFF) : (cols <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (cols - 16)) - 1u));
-    __m512i acc[R][2];
+    __mmask16 mask[V];
+    for (int v = 0; v < V; ++v) {
+        const std::size_t lo = 16 * static_cast<std::size_t>(v);
+        mask[v] = cols >= lo + 16 ? __mmask16(0xFFFF)
+                                  : (cols <= lo ? __mmask16(0) : static_cast<__mmask16>((1u << (cols - lo)) - 1u));
+    }
+    __m512i acc[R][V];
     const std::uint8_t* ar[R];
     for (int r = 0; r < R; ++r) {
         ar[r] = a.row(static_cast<std::size_t>(r));
-        if constexpr (Acc) {
-            acc[r][0] = _mm512_maskz_loadu_epi32(m0, c + r * ldc + j0);
-            acc[r][1] = _mm512_maskz_loadu_epi32(m1, c + r * ldc + j0 + 16);
-        } else {
-            acc[r][0] = _mm512_setzero_si512();
-            acc[r][1] = _mm512_setzero_si512();
+        for (int v = 0; v < V; ++v) {
+            if constexpr (Acc) {
+                acc[r][v] = _mm512_maskz_loadu_epi32(mask[v], c + r * ldc + j0 + 16 * v);
+            } else {
+                acc[r][v] = _mm512_setzero_si512();
+            }
         }
     }
     const std::size_t full = b.k / 4; // groups with four real bytes in every row
-    const std::int8_t* bp = b.data.data() + j0 * 4;
-    const std::size_t step = b.stride * 4;
-    for (std::size_t g = 0; g < full; ++g, bp += step) {
-        const __m512i b0 = _mm512_load_si512(bp);
-        const __m512i b1 = _mm512_loadu_si512(bp + 64);
+    __m512i bv[V];
+    for (std::size_t g = 0; g < full; ++g) {
+        const std::int8_t* bp = b.group(g) + j0 * 4;
+        for (int v = 0; v < V; ++v) {
+            bv[v] = _mm512_loadu_si512(bp + 64 * v);
+        }
         for (int r = 0; r < R; ++r) {
-            std::int32_t v;
-            std::memcpy(&v, ar[r] + g * 4, 4);
-            const __m512i av = _mm512_set1_epi32(v);
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+            std::int32_t x;
+            std::memcpy(&x, ar[r] + g * 4, 4);
+            const __m512i av = _mm512_set1_epi32(x);
+            for (int v = 0; v < V; ++v) {
+                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+            }
         }
     }
     if (full < b.groups) { // the last, partial group
-        const __m512i b0 = _mm512_load_si512(bp);
-        const __m512i b1 = _mm512_loadu_si512(bp + 64);
+        const std::int8_t* bp = b.group(full) + j0 * 4;
+        for (int v = 0; v < V; ++v) {
+            bv[v] = _mm512_loadu_si512(bp + 64 * v);
+        }
         for (int r = 0; r < R; ++r) {
             const __m512i av = _mm512_set1_epi32(load4(ar[r], full, b.k));
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+            for (int v = 0; v < V; ++v) {
+                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+            }
         }
     }
     for (int r = 0; r < R; ++r) {
-        _mm512_mask_storeu_epi32(c + r * ldc + j0, m0, acc[r][0]);
-        if (m1 != 0) {
-            _mm512_mask_storeu_epi32(c + r * ldc + j0 + 16, m1, acc[r][1]);
+        for (int v = 0; v < V; ++v) {
+            if (mask[v] != 0) {
+                _mm512_mask_storeu_epi32(c + r * ldc + j0 + 16 * v, mask[v], acc[r][v]);
+            }
         }
     }
 }
 #endif
 
 /// The portable path: R rows x up to 16 columns, int32 accumulators.
-template <int R, bool Acc, class Rows>
-inline void igemm_generic_block(Rows a, const packed_s8& b, std::size_t j0, std::size_t cols, std::int32_t* c,
+template <int R, bool Acc, class Rows, class Cols>
+inline void igemm_generic_block(Rows a, const Cols& b, std::size_t j0, std::size_t cols, std::int32_t* c,
                                 std::size_t ldc) noexcept {
     constexpr std::size_t nb = packed_s8::col_block;
     std::int32_t acc[R][nb] = {};
@@ -442,25 +443,41 @@ inline void with_rows(std::size_t rows, F&& f) {
     }
 }
 
-/// Tiles C into Mr x Nr blocks; block(rows, a, j0, cols, c) computes one.
-template <int Mr, std::size_t Nr, class Rows, class Block>
-inline void igemm_tiles(std::size_t m, Rows a, const packed_s8& b, std::int32_t* c, std::size_t ldc, Block&& block) {
+/// Tiles C into Mr x Nr blocks; block(rows, a, j0, cols, c) computes one. A remainder of at most
+/// Mr / 2 rows joins the last full block (e.g. 17 rows: 8 + 9, not 8 + 8 + 1), since a block of
+/// one row reloads B for a single row's products.
+template <int Mr, std::size_t Nr, class Rows, class Cols, class Block>
+inline void igemm_tiles(std::size_t m, Rows a, const Cols& b, std::int32_t* c, std::size_t ldc, Block&& block) {
     for (std::size_t j0 = 0; j0 < b.n; j0 += Nr) {
         const std::size_t cols = std::min(Nr, b.n - j0);
         std::size_t i = 0;
         for (; i + Mr <= m; i += Mr) {
+            const std::size_t rest = m - i - Mr;
+            if (rest > 0 && rest <= static_cast<std::size_t>(Mr / 2)) {
+                with_rows<Mr + Mr / 2>(m - i, [&](auto rows) { block(rows, a.from(i), j0, cols, c + i * ldc); });
+                i = m;
+                break;
+            }
             block(std::integral_constant<int, Mr>{}, a.from(i), j0, cols, c + i * ldc);
         }
-        with_rows<Mr - 1>(m - i, [&](auto rows) { block(rows, a.from(i), j0, cols, c + i * ldc); });
+        if (i < m) {
+            with_rows<Mr - 1>(m - i, [&](auto rows) { block(rows, a.from(i), j0, cols, c + i * ldc); });
+        }
     }
 }
 
 /// C (m x b.n) = (or += with Acc) the rows of A times B.
-template <bool Acc, class Rows>
-inline void igemm_rows(std::size_t m, Rows a, const packed_s8& b, std::int32_t* c, std::size_t ldc) noexcept {
+template <bool Acc, class Rows, class Cols>
+inline void igemm_rows(std::size_t m, Rows a, const Cols& b, std::int32_t* c, std::size_t ldc) noexcept {
 #if FRUGAL_IGEMM_VNNI
+    if (b.n <= 16) { // one vector of columns: the second would be all mask
+        igemm_tiles<8, 16>(m, a, b, c, ldc, [&](auto rows, Rows ar, std::size_t j0, std::size_t cols, std::int32_t* cr) {
+            igemm_vnni_block<decltype(rows)::value, 1, Acc>(ar, b, j0, cols, cr, ldc);
+        });
+        return;
+    }
     igemm_tiles<8, 32>(m, a, b, c, ldc, [&](auto rows, Rows ar, std::size_t j0, std::size_t cols, std::int32_t* cr) {
-        igemm_vnni_block<decltype(rows)::value, Acc>(ar, b, j0, cols, cr, ldc);
+        igemm_vnni_block<decltype(rows)::value, 2, Acc>(ar, b, j0, cols, cr, ldc);
     });
 #else
     igemm_tiles<4, packed_s8::col_block>(m, a, b, c, ldc,
@@ -486,6 +503,15 @@ inline void igemm_u8s8(std::size_t m, const std::uint8_t* a, std::size_t lda, co
 inline void igemm_u8s8_rows_accumulate(std::size_t m, const std::uint8_t* const* rows, const packed_s8& b,
                                        std::int32_t* c, std::size_t ldc) noexcept {
     detail::igemm_rows<true>(m, detail::pointer_rows{rows}, b, c, ldc);
+}
+
+/// C (m x b.n, leading dimension ldc) = A (m x b.k, uint8, leading dimension
+/// lda) * B where B is not packed but viewed in place (detail::offset_cols:
+/// group g of four rows at base + off[g], 4-byte words per column, b.k a
+/// multiple of 4). The kernel may read 64 bytes past a group's last column.
+inline void igemm_u8s8_offsets(std::size_t m, const std::uint8_t* a, std::size_t lda, const detail::offset_cols& b,
+                               std::int32_t* c, std::size_t ldc) noexcept {
+    detail::igemm_rows<false>(m, detail::strided_rows{a, lda}, b, c, ldc);
 }
 
 /// igemm_u8s8 with the rows of A and C split over frugal's threads.

@@ -52,6 +52,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "frugal/layers/conv2d.hpp"
@@ -193,17 +194,17 @@ public:
         // activations: nudged range grid over each group (training) or the running range;
         // the running range follows the whole batch
         value_range all = running_;
-        if (ctx.training() || !has_running_) {
-            all = detail::min_max(x.data(), x.size(), "frugal::quantized_conv");
+        const bool measure = ctx.training() || !has_running_;
+        if (measure) { // [min, max] of every (sample, channel) plane, in parallel
+            plane_ranges(x.data(), xs.n * xs.c, xs.h * xs.w, ranges_, "frugal::quantized_conv");
+            all = range_of(ranges_, 0, xs.n * xs.c);
         }
         // the codes are stored padded (the code of 0.0 around each plane), so that the integer products
         // read them with the unpadded geometry gp
         const std::size_t pad = g.pad, hp = xs.h + 2 * pad, wp = xs.w + 2 * pad, per_xp = xs.c * hp * wp;
         qx_.resize(xs.n * per_xp + g.k + 4); // dW's implicit rows read up to k + 3 bytes past the last sample
         for (auto& sg : segs) {
-            const value_range r = ctx.training() && segs.size() > 1 ? detail::min_max(x.data() + sg.s0 * per_x, sg.n * per_x,
-                                                                   "frugal::quantized_conv")
-                                                 : all;
+            const value_range r = ctx.training() && segs.size() > 1 ? range_of(ranges_, sg.s0 * xs.c, sg.n * xs.c) : all;
             const detail::zero_point_grid xg = detail::nudged_range_grid(r, sg.widths.act);
             sg.sx = xg.g.scale;
             sg.zx = xg.zero;
@@ -286,15 +287,17 @@ public:
         expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
         const auto t0 = std::chrono::steady_clock::now();
 
-        // errors: nudged range grid per group, stochastic rounding
+        // errors: nudged range grid per group, stochastic rounding. One parallel pass keeps every
+        // (sample, channel) plane's [min, max]: the range of dy, and that of dx's scaled error below.
+        plane_ranges(dy.data(), xs.n * out, p, ranges_, "frugal::quantized_conv (output gradient)");
         qg_.resize(dy.size());
         for (auto& sg : segs_) {
-            const float* d = dy.data() + sg.s0 * per_y;
-            const value_range r = detail::min_max(d, sg.n * per_y, "frugal::quantized_conv (output gradient)");
-            const detail::zero_point_grid eg = detail::nudged_range_grid(r, sg.widths.error);
+            const detail::zero_point_grid eg =
+                detail::nudged_range_grid(range_of(ranges_, sg.s0 * out, sg.n * out), sg.widths.error);
             sg.sg = eg.g.scale;
             sg.zg = eg.zero;
-            detail::quantize_stochastic(d, sg.n * per_y, eg.g, qg_.data() + sg.s0 * per_y, ctx.random);
+            stochastic_planes(dy.data() + sg.s0 * per_y, sg.n * out, p, [&](std::size_t) { return eg.g; },
+                              qg_.data() + sg.s0 * per_y, ctx.random);
         }
         const auto t1 = std::chrono::steady_clock::now();
 
@@ -317,24 +320,30 @@ public:
             weight_rows_quads(in, k2, out, at_, rat_, [&](std::size_t c, std::size_t tap, std::size_t o) {
                 return wq[(o * in + c) * k2 + (k2 - 1 - tap)];
             });
-            scaled_.resize(dy.size());
             qe_.resize(dy.size());
-            parallel_for(xs.n, [&](std::size_t s) {
-                for (std::size_t o = 0; o < out; ++o) {
-                    const float* src = dy.data() + s * per_y + o * p;
-                    float* dst = scaled_.data() + s * per_y + o * p;
-                    for (std::size_t q = 0; q < p; ++q) {
-                        dst[q] = sw[o] * src[q];
-                    }
-                }
-            });
             for (auto& sg : segs_) {
-                const float* e = scaled_.data() + sg.s0 * per_y;
-                const value_range r = detail::min_max(e, sg.n * per_y, "frugal::quantized_conv (scaled error)");
+                // e = s_w[o] dy over the group: s_w >= 0, so its range follows from the planes' ranges,
+                // and e's grid is a grid per channel for dy itself (no pass writes e)
+                value_range r{std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest()};
+                for (std::size_t i = sg.s0 * out; i < (sg.s0 + sg.n) * out; ++i) {
+                    r.lo = std::min(r.lo, sw[i % out] * ranges_[i].lo);
+                    r.hi = std::max(r.hi, sw[i % out] * ranges_[i].hi);
+                }
                 const detail::zero_point_grid eg = detail::nudged_range_grid(r, sg.widths.error);
                 sg.se = eg.g.scale;
                 sg.ze = eg.zero;
-                detail::quantize_stochastic(e, sg.n * per_y, eg.g, qe_.data() + sg.s0 * per_y, ctx.random);
+                const auto zcode = static_cast<float>(eg.zero);
+                stochastic_planes(
+                    dy.data() + sg.s0 * per_y, sg.n * out, p,
+                    [&](std::size_t i) {
+                        const float so = sw[i % out];
+                        if (so > 0.0f) { // t = (s_o d - offset) / scale = (d - offset / s_o) s_o / scale
+                            return detail::grid{eg.g.scale / so, eg.g.inv_scale * so, eg.g.offset / so, eg.g.code_lo,
+                                                eg.g.code_hi};
+                        }
+                        return detail::grid{0.0f, 0.0f, 0.0f, zcode, zcode}; // a zero channel: e = 0
+                    },
+                    qe_.data() + sg.s0 * per_y, ctx.random);
             }
             const conv_geometry gt{out, xs.h + k - 1, xs.w + k - 1, k, 1, 0};
             const std::size_t hb = gt.h, wb = gt.w, per_e = out * hb * wb, ho = g.out_h(), wo = g.out_w();
@@ -669,6 +678,54 @@ private:
         }
     }
 
+    /// [min, max] of each of `planes` runs of `size` values, in parallel; a NaN or infinity anywhere
+    /// throws frugal::numeric_error (after the parallel region) naming `where`.
+    static void plane_ranges(const float* x, std::size_t planes, std::size_t size, std::vector<value_range>& out,
+                             const char* where) {
+        out.resize(planes);
+        std::vector<char> bad(static_cast<std::size_t>(num_threads()), 0);
+        parallel_chunks(planes, [&](std::size_t lo, std::size_t hi, int thread) {
+            try {
+                for (std::size_t i = lo; i < hi; ++i) {
+                    out[i] = detail::min_max(x + i * size, size, where);
+                }
+            } catch (const numeric_error&) {
+                bad[static_cast<std::size_t>(thread)] = 1;
+            }
+        });
+        if (std::find(bad.begin(), bad.end(), 1) != bad.end()) {
+            throw numeric_error(detail::concat(where, ": the input contains NaN or infinity"));
+        }
+    }
+    [[nodiscard]] static value_range range_of(const std::vector<value_range>& r, std::size_t first, std::size_t count) {
+        value_range all{std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest()};
+        for (std::size_t i = first; i < first + count; ++i) {
+            all.lo = std::min(all.lo, r[i].lo);
+            all.hi = std::max(all.hi, r[i].hi);
+        }
+        return count > 0 ? all : value_range{};
+    }
+    /// detail::quantize_stochastic_planes in parallel: chunks of whole planes (about 16k values
+    /// each, fixed by the sizes alone), each with its own random stream seeded in order from
+    /// `source`, so the codes do not depend on the thread count.
+    template <class GridOf>
+    static void stochastic_planes(const float* x, std::size_t planes, std::size_t size, GridOf&& grid_of,
+                                  std::uint8_t* out, rng& source) {
+        const std::size_t per_chunk = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(size, 1)),
+                          chunks = (planes + per_chunk - 1) / per_chunk;
+        std::vector<std::uint64_t> seeds(chunks); // read by every thread: not thread_local
+        for (auto& v : seeds) {
+            v = source();
+        }
+        parallel_for(chunks, [&](std::size_t ci) {
+            rng r(seeds[ci]);
+            const std::size_t first = ci * per_chunk, count = std::min(per_chunk, planes - first);
+            detail::quantize_stochastic_planes(
+                x + first * size, count, size, [&](std::size_t j) { return grid_of(first + j); }, out + first * size,
+                r);
+        });
+    }
+
     /// One sample's padded codes (g.c planes of g.h x g.w) as channel quads: ceil(c / 4) planes of
     /// 4-byte words (code - 128 of channels 4q .. 4q + 3), channels past c at code z.
     static void quads_of_sample(const std::uint8_t* codes, const conv_geometry& g, std::uint8_t z, std::int8_t* out) {
@@ -793,7 +850,7 @@ private:
     shape4 x_shape_{};
     std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;
     std::vector<std::int8_t> qx4_, spread4_; // channel quads (integer_conv_quads)
-    std::vector<float> scaled_;
+    std::vector<value_range> ranges_; // per (sample, channel) plane
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;
     std::vector<std::int64_t> dw_acc_;

@@ -191,32 +191,45 @@ inline void quantize_nearest(const float* x, std::size_t n, const grid& g, Out* 
 /// integer whenever u is within half an ulp of t below 1, e.g. for u > 1 -
 /// 2^-17 at t ~ 128, which moved about one code in 10^5 with frac(t) = 0.)
 /// frac(t) is exact (Sterbenz) and the comparison has no rounding.
+/// quantize_stochastic_planes: `planes` consecutive runs of `size` values,
+/// run i on grid_of(i), one random stream.
+template <class Out, class GridOf>
+inline void quantize_stochastic_planes(const float* x, std::size_t planes, std::size_t size, GridOf&& grid_of, Out* out,
+                                       rng& r) noexcept {
+    using simd::fbatch;
+    simd::lane_rng lanes(r);
+    const fbatch one(1.0f), zero(0.0f);
+    for (std::size_t pl = 0; pl < planes; ++pl) {
+        const grid g = grid_of(pl);
+        const float* xp = x + pl * size;
+        Out* op = out + pl * size;
+        const fbatch inv(g.inv_scale), off(g.offset), lo(g.code_lo), hi(g.code_hi), s(g.scale);
+        std::size_t i = 0;
+        for (; i + simd::width <= size; i += simd::width) {
+            const fbatch t = (fbatch::load_unaligned(xp + i) - off) * inv;
+            const fbatch fl = xsimd::floor(t);
+            const fbatch up = xsimd::select(lanes.uniform() < t - fl, one, zero);
+            const fbatch q = xsimd::clip(fl + up, lo, hi);
+            if constexpr (std::is_same_v<Out, float>) {
+                xsimd::fma(q, s, off).store_unaligned(op + i);
+            } else {
+                simd::store_narrow(xsimd::nearbyint_as_int(q), op + i);
+            }
+        }
+        for (; i < size; ++i) {
+            const float t = (xp[i] - g.offset) * g.inv_scale, fl = std::floor(t);
+            const float q = std::clamp(fl + (r.uniform() < t - fl ? 1.0f : 0.0f), g.code_lo, g.code_hi);
+            if constexpr (std::is_same_v<Out, float>) {
+                op[i] = std::fma(q, g.scale, g.offset);
+            } else {
+                op[i] = static_cast<Out>(q);
+            }
+        }
+    }
+}
 template <class Out>
 inline void quantize_stochastic(const float* x, std::size_t n, const grid& g, Out* out, rng& r) noexcept {
-    using simd::fbatch;
-    const fbatch inv(g.inv_scale), off(g.offset), lo(g.code_lo), hi(g.code_hi), s(g.scale), one(1.0f), zero(0.0f);
-    simd::lane_rng lanes(r);
-    std::size_t i = 0;
-    for (; i + simd::width <= n; i += simd::width) {
-        const fbatch t = (fbatch::load_unaligned(x + i) - off) * inv;
-        const fbatch fl = xsimd::floor(t);
-        const fbatch up = xsimd::select(lanes.uniform() < t - fl, one, zero);
-        const fbatch q = xsimd::clip(fl + up, lo, hi);
-        if constexpr (std::is_same_v<Out, float>) {
-            xsimd::fma(q, s, off).store_unaligned(out + i);
-        } else {
-            simd::store_narrow(xsimd::nearbyint_as_int(q), out + i);
-        }
-    }
-    for (; i < n; ++i) {
-        const float t = (x[i] - g.offset) * g.inv_scale, fl = std::floor(t);
-        const float q = std::clamp(fl + (r.uniform() < t - fl ? 1.0f : 0.0f), g.code_lo, g.code_hi);
-        if constexpr (std::is_same_v<Out, float>) {
-            out[i] = std::fma(q, g.scale, g.offset);
-        } else {
-            out[i] = static_cast<Out>(q);
-        }
-    }
+    quantize_stochastic_planes(x, 1, n, [&](std::size_t) { return g; }, out, r);
 }
 
 /// Plain scalar reference of symmetric per-tensor nearest quantization: the

@@ -442,11 +442,33 @@ public:
                             kernels::pack_u8_shifted_transposed(pc4, out, gb.data(), pc4, packed);
                             for (std::size_t j = 0; j < kk; ++j) {
                                 rows[j] = xs0 + row_at[j];
-                                std::int32_t sum = 0; // pc4 * 255 < 2^31
+                            }
+                            // row sums: row (c, ky, kx) sums the run of pc4 codes from ky wp + kx of
+                            // channel c's plane; one full sum per channel, then each next run differs
+                            // from the previous by its ends (one code per kx step, a line per ky step)
+                            const std::size_t kw = gp.k, wpad = gp.w, plane = gp.h * gp.w;
+                            for (std::size_t c = 0; c < gp.c; ++c) {
+                                const std::uint8_t* base = xs0 + c * plane;
+                                std::int32_t line = 0; // sum of the run starting at ky wp (pc4 * 255 < 2^31)
                                 for (std::size_t q = 0; q < pc4; ++q) {
-                                    sum += rows[j][q];
+                                    line += base[q];
                                 }
-                                rsx[j] += sum;
+                                for (std::size_t ky = 0; ky < kw; ++ky) {
+                                    if (ky > 0) {
+                                        const std::uint8_t* drop = base + (ky - 1) * wpad;
+                                        for (std::size_t q = 0; q < wpad; ++q) {
+                                            line += static_cast<std::int32_t>(drop[q + pc4]) - drop[q];
+                                        }
+                                    }
+                                    std::int32_t run = line;
+                                    const std::uint8_t* at = base + ky * wpad;
+                                    for (std::size_t kx = 0; kx < kw; ++kx) {
+                                        if (kx > 0) {
+                                            run += static_cast<std::int32_t>(at[kx - 1 + pc4]) - at[kx - 1];
+                                        }
+                                        rsx[(c * kw + ky) * kw + kx] += run;
+                                    }
+                                }
                             }
                             for (std::size_t o = 0; o < out; ++o) {
                                 csum[o] += packed.col_sums[o];

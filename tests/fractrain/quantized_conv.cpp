@@ -191,6 +191,20 @@ TEST_CASE("quantized_conv: forward, dx and dW equal the integer-exact reference 
                 q.set_name("qc");
                 fr::rng g(11);
                 q.reset_parameters(g);
+                {
+                    // weights on their grid with per-channel scale 2^-7 exactly (codes k, |k| <= m, m
+                    // reached in every channel): then s_w (d / s_w) = d and e's per-channel grid are
+                    // exact, so the error quantization of dx below leaves every integer unchanged
+                    const int m = (1 << (prec.weight - 1)) - 1;
+                    const std::size_t per = G.c * G.k * G.k;
+                    for (std::size_t i = 0; i < q.weight().size(); ++i) {
+                        const float u = q.weight().data()[i] * 4.0f; // roughly [-1, 1]
+                        const float code = i % per == 0 ? static_cast<float>(m)
+                                                        : std::clamp(std::round(u * static_cast<float>(m)),
+                                                                     -static_cast<float>(m), static_cast<float>(m));
+                        q.weight().data()[i] = code * 0x1.0p-7f;
+                    }
+                }
                 if (bias) {
                     for (auto& b : q.bias()) {
                         b = g.uniform() - 0.5f;

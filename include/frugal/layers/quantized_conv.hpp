@@ -45,6 +45,13 @@
 /// inner length), with `a - 128` and `b + 128` restoring the codes:
 ///   sum (a - 128)(b + 128 - z) = sum a b + (128 - z) sum a - 128 sum b - 128 (128 - z) K
 /// so each product is one igemm plus row and column sums.
+///
+/// Layout (what makes the step faster than FP32; docs/fractrain.md, "How the
+/// layer feeds the kernel"): codes are stored padded; for stride 1 the
+/// forward and dx products read channel quads in place over "wide" pixels
+/// (integer_conv_quads), dx is the forward correlation of the spread error
+/// with the flipped kernel, dW takes an implicit im2col as row pointers, and
+/// the column sums come from a row of ones in A.
 
 #include <algorithm>
 #include <chrono>

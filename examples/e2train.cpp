@@ -38,6 +38,7 @@
 #include <frugal/train/trainer.hpp>
 
 #include "common/cli.hpp"
+#include "common/report.hpp"
 
 namespace {
 
@@ -145,13 +146,8 @@ int run(Model& net, const settings& s, UpdateRule update, Sampler sampler, fruga
                 train_seconds, train_seconds / static_cast<double>(result.history.size()),
                 static_cast<unsigned long long>(executed), static_cast<unsigned long long>(nominal));
     print_costs(ops);
-    if (!o.out_dir.empty()) { // the run's report, for frugal-report
-        const frugal::run_report report = frugal::make_report(s.recipe, "resnet" + std::to_string(s.depth),
-                                                              result.history, result.meter,
-                                                              {{"recipe", s.recipe}, {"epochs", std::to_string(s.epochs)}});
-        frugal::write_run(o.out_dir, report, frugal::energy_table::horowitz_45nm());
-        std::printf("report: %s/run.json (compare runs with frugal-report)\n", o.out_dir.string().c_str());
-    }
+    cli::write_report(o.out_dir, s.recipe, "resnet" + std::to_string(s.depth), result.history, result.meter,
+                      {{"recipe", s.recipe}, {"epochs", std::to_string(s.epochs)}});
     if (use_swa && swa.count() > 0) {
         swa.swap();
         recompute_batchnorm(net, train_data, 100);

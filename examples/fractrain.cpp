@@ -38,6 +38,7 @@
 
 #include "common/cli.hpp"
 #include "common/data.hpp"
+#include "common/report.hpp"
 
 namespace {
 
@@ -143,13 +144,8 @@ int train(Model& net, const recipe& r, frugal::batch_loader& train_data, frugal:
             std::printf("  %-22s %20llu\n", key.name().c_str(), static_cast<unsigned long long>(count));
         }
     }
-    if (!o.out_dir.empty()) {
-        const frugal::run_report report = frugal::make_report(
-            r.name, r.model, result.history, result.meter,
-            {{"epochs", std::to_string(r.epochs)}, {"lr", std::to_string(r.lr)}, {"schedule", r.schedule}});
-        frugal::write_run(o.out_dir, report, frugal::energy_table::horowitz_45nm());
-        std::printf("report: %s/run.json (compare runs with frugal-report)\n", o.out_dir.string().c_str());
-    }
+    cli::write_report(o.out_dir, r.name, r.model, result.history, result.meter,
+                      {{"epochs", std::to_string(r.epochs)}, {"lr", std::to_string(r.lr)}, {"schedule", r.schedule}});
     return 0;
 }
 

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "frugal/cost/meter.hpp"
+#include "frugal/layers/block_stack.hpp"
 #include "frugal/layers/gate.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/layers/quantized_conv.hpp"
@@ -111,7 +112,15 @@ struct dfq_options {
 };
 
 template <class Block, class Set = dfq_default_set>
-class dynamic_precision {
+class dynamic_precision
+    : public detail::block_stack<Block, typename precision_gate<Set::size>::unit, precision_gate<Set::size>> {
+    using base = detail::block_stack<Block, typename precision_gate<Set::size>::unit, precision_gate<Set::size>>;
+    using base::blocks_;
+    using base::gate_;
+    using base::input_grad_;
+    using base::name_;
+    using base::units_;
+
 public:
     static constexpr std::size_t options_count = Set::size;
     using gate_type = precision_gate<options_count>;
@@ -133,7 +142,7 @@ public:
     }
 
     explicit dynamic_precision(std::vector<Block> blocks, dfq_options o = {}, gate_type gate = gate_type{})
-        : gate_(std::move(gate)) {
+        : base(std::move(gate)) {
         static_assert(check_set(), "frugal::dynamic_precision: every precision of the set needs the same weight "
                                    "width and widths in [2, 8] (what the integer kernels run)");
         if (blocks.empty()) {
@@ -220,36 +229,11 @@ public:
         return eval_batches_ ? eval_cost_sum_ / static_cast<double>(eval_batches_) : 0.0;
     }
 
-    void set_name(std::string prefix) {
-        name_ = std::move(prefix);
-        for (std::size_t i = 0; i < blocks_.size(); ++i) {
-            blocks_[i].set_name(child_name(name_, std::to_string(i)));
-            units_[i].set_name(child_name(name_, std::to_string(i) + ".gate_unit"));
-        }
-        gate_.set_name(child_name(name_, "gate"));
-    }
-    [[nodiscard]] const std::string& name() const noexcept { return name_; }
-    void set_input_grad(bool on) {
-        input_grad_ = on;
-        for (std::size_t i = 0; i < blocks_.size(); ++i) {
-            blocks_[i].set_input_grad(i == 0 ? on : true);
-        }
-    }
-    void reset_parameters(rng& g) {
-        for (auto& b : blocks_) {
-            b.reset_parameters(g);
-        }
-        for (auto& u : units_) {
-            u.reset_parameters(g);
-        }
-        gate_.reset_parameters(g);
-    }
-    [[nodiscard]] shape4 output_shape(shape4 s) const {
-        for (const auto& b : blocks_) {
-            s = b.output_shape(s);
-        }
-        return s;
-    }
+    using base::name;
+    using base::output_shape;
+    using base::reset_parameters;
+    using base::set_input_grad;
+    using base::set_name;
 
     const tensor4& forward(context& ctx, const tensor4& x) {
         const std::size_t n = x.shape()[0], nb = blocks_.size();
@@ -470,9 +454,6 @@ private:
         });
     }
 
-    std::vector<Block> blocks_;
-    std::vector<unit_type> units_;
-    gate_type gate_;
     dfq_options opt_;
     std::vector<std::vector<std::uint8_t>> choice_;
     std::vector<std::vector<std::size_t>> order_;
@@ -485,8 +466,6 @@ private:
     std::uint64_t eval_batches_ = 0;
     float sign_ = 0.0f;
     tensor4 empty_;
-    std::string name_;
-    bool input_grad_ = true;
 };
 
 } // namespace frugal

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "frugal/cost/meter.hpp"
+#include "frugal/layers/block_stack.hpp"
 #include "frugal/layers/gate.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/numeric/simd.hpp"
@@ -415,13 +416,21 @@ private:
 /// Residual blocks run in order, each sample gated per block by a gate
 /// network shared by all blocks (see the file comment).
 template <class Block, class Gate = recurrent_gate>
-class gated {
+class gated : public detail::block_stack<gated_block<Block>, typename Gate::unit, Gate> {
+    using base = detail::block_stack<gated_block<Block>, typename Gate::unit, Gate>;
+    using base::blocks_;
+    using base::gate_;
+    using base::input_grad_;
+    using base::name_;
+    using base::units_;
+
 public:
     using block_type = gated_block<Block>;
     using unit_type = typename Gate::unit;
 
     /// @param blocks  the residual blocks, in order (at least one)
-    explicit gated(std::vector<Block> blocks, slu_options o = {}, Gate gate = Gate{}) : gate_(std::move(gate)), opt_(o) {
+    explicit gated(std::vector<Block> blocks, slu_options o = {}, Gate gate = Gate{})
+        : base(std::move(gate)), opt_(o) {
         if (blocks.empty()) {
             throw error("frugal::gated: needs at least one block");
         }
@@ -485,36 +494,11 @@ public:
         std::fill(eval_run_.begin(), eval_run_.end(), 0);
     }
 
-    void set_name(std::string prefix) {
-        name_ = std::move(prefix);
-        for (std::size_t i = 0; i < blocks_.size(); ++i) {
-            blocks_[i].set_name(child_name(name_, std::to_string(i)));
-            units_[i].set_name(child_name(name_, std::to_string(i) + ".gate_unit"));
-        }
-        gate_.set_name(child_name(name_, "gate"));
-    }
-    [[nodiscard]] const std::string& name() const noexcept { return name_; }
-    void set_input_grad(bool on) {
-        input_grad_ = on;
-        for (std::size_t i = 0; i < blocks_.size(); ++i) {
-            blocks_[i].set_input_grad(i == 0 ? on : true);
-        }
-    }
-    void reset_parameters(rng& g) {
-        for (auto& b : blocks_) {
-            b.reset_parameters(g);
-        }
-        for (auto& u : units_) {
-            u.reset_parameters(g);
-        }
-        gate_.reset_parameters(g);
-    }
-    [[nodiscard]] shape4 output_shape(shape4 s) const {
-        for (const auto& b : blocks_) {
-            s = b.output_shape(s);
-        }
-        return s;
-    }
+    using base::name;
+    using base::output_shape;
+    using base::reset_parameters;
+    using base::set_input_grad;
+    using base::set_name;
 
     const tensor4& forward(context& ctx, const tensor4& x) {
         const std::size_t n = x.shape()[0], nb = blocks_.size();
@@ -643,9 +627,7 @@ public:
     }
 
 private:
-    std::vector<block_type> blocks_;
-    std::vector<unit_type> units_; // units_[0] exists for uniform indexing and is never used
-    Gate gate_;
+    // (units_[0] exists for uniform indexing and is never used)
     slu_options opt_;
     std::vector<float> cost_;
     std::vector<std::vector<float>> probs_, dprobs_;
@@ -653,8 +635,6 @@ private:
     std::vector<std::uint64_t> eval_seen_, eval_run_;
     double share_ = 1.0, reg_loss_ = 0.0;
     float sign_ = 1.0f;
-    std::string name_;
-    bool input_grad_ = true;
 };
 
 } // namespace frugal

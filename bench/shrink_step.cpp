@@ -1,0 +1,105 @@
+// Early-Bird's real saving: the training step (forward, backward, SGD) of a
+// CIFAR ResNet shrunk to a ticket (prune/shrink.hpp) against the dense
+// network, interleaved in one process, median of the runs; the counted
+// saving is the meter's MACs per step. The ticket is the last mask of an
+// early_bird search (its masks.txt), or, without one, the global threshold
+// at `ratio` over batch-norm scales drawn at random (seeded).
+//
+//   build/bench/bench_shrink_step [depth] [steps] [runs] [threads] [ratio] [masks.txt]
+//   e.g. build/release/bench/bench_shrink_step 20 8 5 2 0.5 runs/eb/eb-50/search/masks.txt
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <frugal/model/zoo/resnet.hpp>
+#include <frugal/numeric/random.hpp>
+#include <frugal/prune/mask.hpp>
+#include <frugal/prune/shrink.hpp>
+#include <frugal/tensor/parallel.hpp>
+
+#include "train_bench.hpp"
+
+namespace {
+
+std::uint64_t step_macs(bench::train_subject& s) {
+    frugal::cost_meter m;
+    s.run(1, &m);
+    std::uint64_t macs = 0;
+    for (const auto& [key, count] : m.all_ops()) {
+        macs += key.kind == frugal::op_kind::mac ? count : 0;
+    }
+    return macs;
+}
+
+} // namespace
+
+int main(int argc, char** argv) try {
+    const std::size_t depth = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 20;
+    const int steps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 8;
+    const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 5;
+    const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
+    const double ratio = argc > 5 ? std::atof(argv[5]) : 0.5;
+    const std::string masks = argc > 6 ? argv[6] : "";
+    frugal::set_num_threads(threads);
+    bench::fashion_batches fm;
+    auto dense = frugal::cifar_resnet(depth);
+    frugal::channel_mask mask;
+    if (masks.empty()) {
+        frugal::rng g(3);
+        frugal::prune_rules<decltype(dense)>::for_each(dense, [&](frugal::batchnorm& bn) {
+            for (std::size_t c = 0; c < bn.channels(); ++c) {
+                bn.gamma()(c) = g.uniform();
+            }
+        });
+        mask = frugal::ticket_mask(dense, ratio);
+    } else {
+        mask = frugal::ticket_mask(dense, ratio); // the layout; the bits come from the file's last line
+        std::ifstream in(masks);
+        std::string epoch, bits, last;
+        while (in >> epoch >> bits) {
+            last = bits;
+        }
+        if (last.size() != mask.keep.size()) {
+            std::fprintf(stderr, "%s: no mask of ResNet-%zu in it (%zu bits, the model has %zu channels)\n",
+                         masks.c_str(), depth, last.size(), mask.keep.size());
+            return 2;
+        }
+        for (std::size_t i = 0; i < last.size(); ++i) {
+            mask.keep[i] = last[i] == '1' ? 1 : 0;
+        }
+    }
+    auto shrunk = frugal::shrink(dense, mask);
+    std::vector<bench::train_subject> subjects;
+    subjects.push_back(bench::make_train_subject("dense", dense, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("shrunk", shrunk, fm.loader, 5));
+    const std::uint64_t macs_dense = step_macs(subjects[0]), macs_shrunk = step_macs(subjects[1]);
+    for (auto& s : subjects) {
+        s.run(3, nullptr); // warm-up
+    }
+    const auto t = bench::interleaved(subjects, steps, runs, nullptr);
+    const double td = bench::median_of(t[0]), ts = bench::median_of(t[1]);
+    const double counted = 1.0 - static_cast<double>(macs_shrunk) / static_cast<double>(macs_dense);
+    const double measured = 1.0 - ts / td;
+    std::printf("ResNet-%zu, batch 128, %d threads, %d steps x %d runs (median); ticket: %s, %zu of %zu channels kept\n",
+                depth, threads, steps, runs, masks.empty() ? "random scales" : masks.c_str(), mask.kept(),
+                mask.size());
+    for (std::size_t i = 0; i < subjects.size(); ++i) {
+        std::printf("%-8s %8.1f ms/step  %.3g MACs/step  runs:", subjects[i].name.c_str(),
+                    1e3 * bench::median_of(t[i]), static_cast<double>(i == 0 ? macs_dense : macs_shrunk));
+        for (double v : t[i]) {
+            std::printf(" %.0f", 1e3 * v);
+        }
+        std::printf("\n");
+    }
+    std::printf("counted MAC saving %.1f%%, measured step-time saving %.1f%%: %.0f%% realized\n", 100 * counted,
+                100 * measured, 100 * measured / counted);
+    std::printf("BENCH shrink_step depth=%zu counted=%.4f measured=%.4f realized=%.3f\n", depth, counted, measured,
+                measured / counted);
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_shrink_step: %s\n", e.what());
+    return 1;
+}

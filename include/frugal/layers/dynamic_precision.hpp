@@ -317,7 +317,7 @@ public:
         const tensor4* g = &dy;
         std::vector<float> dp;
         for (std::size_t i = blocks_.size(); i-- > 0;) {
-            const tensor4* dx = nullptr;
+            tensor4* dx = nullptr; // block i's input gradient, into which its gate unit adds
             if (sorted_[i]) {
                 gather(*g, order_[i], gs_[i]);
                 const tensor4& d = blocks_[i].backward(ctx, gs_[i]);
@@ -328,8 +328,13 @@ public:
             } else {
                 const tensor4& d = blocks_[i].backward(ctx, *g);
                 if (i > 0 || input_grad_) {
-                    dx_[i] = d; // the unit below adds into it
-                    dx = &dx_[i];
+                    if constexpr (requires { blocks_[i].input_grad_buffer(); }) {
+                        dx = &blocks_[i].input_grad_buffer(); // the block's own buffer (== d): no copy
+                    }
+                    if (dx != &d) {
+                        dx_[i] = d;
+                        dx = &dx_[i];
+                    }
                 }
             }
             // the cost term's gradient w.r.t. the one-hot, handed to pi (straight-through)
@@ -345,11 +350,11 @@ public:
                 }
             }
             const std::vector<float>& dfeat = gate_.step_backward(ctx, dp.data());
-            units_[i].backward(ctx, dfeat.data(), dx != nullptr ? &dx_[i] : nullptr);
+            units_[i].backward(ctx, dfeat.data(), dx);
             if (i == 0) {
-                return dx != nullptr ? dx_[0] : empty_;
+                return dx != nullptr ? *dx : empty_;
             }
-            g = &dx_[i];
+            g = dx;
         }
         return empty_; // not reached
     }

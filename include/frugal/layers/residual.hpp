@@ -177,6 +177,10 @@ public:
         return dx_;
     }
 
+    /// The tensor the last backward returned when the block's input needs a gradient: a caller may
+    /// add into it (a gate's gradient) before the next backward, instead of copying it.
+    [[nodiscard]] tensor4& input_grad_buffer() noexcept { return dx_; }
+
     void collect_parameters(std::vector<parameter>& ps) {
         conv1_.collect_parameters(ps);
         bn1_.collect_parameters(ps);

@@ -10,6 +10,11 @@
 //           trained for the whole budget
 //   dense   the unpruned reference (no penalty, no pruning)
 //
+// --search-bits 8 (ResNets) runs the dense search (and ns's dense training)
+// on 8-bit integer convolutions (FracTrain's quantized_conv, a8w8e8); the
+// ticket is shrunk to a float network, which retrains in FP32 (SPEC 2.2's
+// low-precision search; its SWALP averaging is not used).
+//
 //   early_bird --method eb --model vgg16 --ratio 0.5 --epochs 160 --out runs/eb-vgg16-50
 //   early_bird --method ns --model resnet20 --ratio 0.3 --epochs 40 --out runs/ns-r20-30
 //   early_bird --method eb --model resnet20 --epochs 6 --subset 1024 --batch 64   (a smoke test)
@@ -31,6 +36,7 @@
 #include <frugal/cost/energy.hpp>
 #include <frugal/data/batch.hpp>
 #include <frugal/data/fashion_mnist.hpp>
+#include <frugal/model/zoo/dfq_resnet.hpp>
 #include <frugal/model/zoo/resnet.hpp>
 #include <frugal/model/zoo/vgg.hpp>
 #include <frugal/optim/schedule.hpp>
@@ -52,6 +58,7 @@ struct settings {
     std::string method, model;
     double ratio = 0.5, lr = 0.1, wd = 1e-4, lambda = 1e-4, retrain_lambda = 1e-4, epsilon = 0.1;
     std::uint64_t epochs = 160, finetune_epochs = 160, seed = 1;
+    int search_bits = 0; ///< 0: FP32 search; 2..8: integer convolutions at that width
     fs::path out;
 };
 
@@ -368,6 +375,8 @@ int main(int argc, char** argv) try {
     s.lambda = a.real("lambda", 1e-4, "L1 penalty on batch-norm scales while searching");
     s.retrain_lambda = a.real("retrain-lambda", 1e-4, "L1 penalty while training the pruned network");
     s.epsilon = a.real("epsilon", 0.1, "early-bird threshold on the mask distance");
+    s.search_bits = static_cast<int>(
+        a.integer("search-bits", 0, "dense search on integer convolutions of this width (2..8; ResNets; 0: FP32)"));
     const std::string out = a.str("out", "", "output folder (resumes if present; empty: a temporary folder)");
     s.seed = static_cast<std::uint64_t>(a.integer("seed", 1, "seed of initialisation, shuffling and augmentation"));
     const long threads = a.integer("threads", 0, "threads (0: every core)");
@@ -380,6 +389,12 @@ int main(int argc, char** argv) try {
     }
     if (!(s.ratio > 0.0 && s.ratio < 1.0)) {
         a.fail("--ratio must be in (0, 1)");
+    }
+    if (s.search_bits != 0 && (s.search_bits < 2 || s.search_bits > 8)) {
+        a.fail("--search-bits must be 0 (FP32) or 2..8");
+    }
+    if (s.search_bits != 0 && s.model.rfind("resnet", 0) != 0) {
+        a.fail("--search-bits: the low-precision search is implemented for ResNets only");
     }
     if (s.epochs == 0 || batch <= 0) {
         a.fail("--epochs and --batch must be positive");
@@ -410,9 +425,10 @@ int main(int argc, char** argv) try {
     frugal::batch_loader test_data(test_set, norm, frugal::batch_options::evaluation(500));
     loaders data{train_data, test_data};
     std::printf("frugal early_bird: %s on %s, p = %g, %llu epochs, batch %ld, lr %g, wd %g, lambda %g, epsilon %g, "
-                "%d threads, %zu training images, output %s\n",
+                "search %s, %d threads, %zu training images, output %s\n",
                 s.method.c_str(), s.model.c_str(), s.ratio, static_cast<unsigned long long>(s.epochs), batch, s.lr,
-                s.wd, s.lambda, s.epsilon, frugal::num_threads(), train_set.size(), s.out.string().c_str());
+                s.wd, s.lambda, s.epsilon, s.search_bits ? (std::to_string(s.search_bits) + "-bit").c_str() : "fp32",
+                frugal::num_threads(), train_set.size(), s.out.string().c_str());
 
     int rc = 2;
     if (s.model == "vgg16") {
@@ -421,10 +437,16 @@ int main(int argc, char** argv) try {
         });
     } else if (s.model.rfind("resnet", 0) == 0) {
         const std::size_t depth = static_cast<std::size_t>(std::stoul(s.model.substr(6)));
-        rc = run(frugal::cifar_resnet(depth, 1, 10, s.seed), s, data,
-                 [depth](const frugal::channel_mask& m, std::uint64_t seed) {
-                     return frugal::pruned_cifar_resnet(depth, m.kept_per_layer(), 1, 10, seed);
-                 });
+        const auto ticket = [depth](const frugal::channel_mask& m, std::uint64_t seed) {
+            return frugal::pruned_cifar_resnet(depth, m.kept_per_layer(), 1, 10, seed);
+        };
+        if (s.search_bits > 0) {
+            auto net = frugal::cifar_resnet<frugal::quantized_block>(depth, 1, 10, s.seed);
+            frugal::set_model_precision(net, {s.search_bits, s.search_bits, s.search_bits});
+            rc = run(std::move(net), s, data, ticket);
+        } else {
+            rc = run(frugal::cifar_resnet(depth, 1, 10, s.seed), s, data, ticket);
+        }
     } else {
         a.fail("unknown model '" + s.model + "' (vgg16, resnet<6n+2>)");
     }

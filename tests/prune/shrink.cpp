@@ -12,6 +12,7 @@
 
 #include <frugal/layers/batchnorm.hpp>
 #include <frugal/layers/loss.hpp>
+#include <frugal/model/zoo/dfq_resnet.hpp>
 #include <frugal/model/zoo/resnet.hpp>
 #include <frugal/model/zoo/vgg.hpp>
 #include <frugal/optim/sgd.hpp>
@@ -180,6 +181,30 @@ TEST_CASE("a shrunk resnet computes what the masked resnet computes") {
     const fr::tensor4 shrunk = eval(small, x);
     CHECK(max_diff(masked, full) > 1e-3);
     CHECK(max_diff(masked, shrunk) <= 1e-5 * (1.0 + max_abs(masked)));
+}
+
+TEST_CASE("a resnet of quantized blocks (a low-precision search) shrinks to the float network it masks") {
+    // at full precision a quantized_conv is its float master convolution, bit for bit, so the masked
+    // quantized network and the shrunk float one compute the same function
+    auto net = fr::cifar_resnet<fr::quantized_block>(14, 1, 5, 4, 4);
+    randomize_batchnorms(net, 13);
+    fr::set_model_precision(net, fr::bit_widths::full());
+    fr::rng g(8);
+    const fr::tensor4 x = gradcheck::random_tensor({3, 1, 8, 8}, g);
+    const auto mask = fr::ticket_mask(net, 0.5);
+    auto small = fr::shrink(net, mask);
+    static_assert(std::is_same_v<decltype(small), fr::cifar_resnet_t<fr::basic_block<>>>);
+    for (std::size_t i = 0; i < small.get<2>().size(); ++i) {
+        CHECK(small.get<2>()[i].mid_channels() == mask.kept(i));
+    }
+    fr::apply_mask(net, mask);
+    const fr::tensor4 masked = eval(net, x);
+    const fr::tensor4 shrunk = eval(small, x);
+    CHECK(max_diff(masked, shrunk) <= 1e-5 * (1.0 + max_abs(masked)));
+    // at 8 bits the masked network computes nearly the same (the quantization error only)
+    fr::set_model_precision(net, fr::bit_widths{8, 8, 8});
+    const fr::tensor4 masked8 = eval(net, x);
+    CHECK(max_diff(masked8, shrunk) <= 0.1 * (1.0 + max_abs(masked)));
 }
 
 TEST_CASE("parameter counts and forward multiply-accumulates of shrunk models by hand") {

@@ -111,6 +111,8 @@ public:
     [[nodiscard]] const tensor4& weight() const noexcept { return float_.weight(); }
     [[nodiscard]] tensor1& bias() noexcept { return float_.bias(); }
     [[nodiscard]] const tensor4& weight_grad() const noexcept { return dw_; }
+    /// The float master convolution (its weights and bias are this layer's; e.g. for shrink).
+    [[nodiscard]] const conv2d& float_conv() const noexcept { return float_; }
 
     /// The bit widths of the next steps (checked: 2..8 each, or all 0).
     void set_precision(const bit_widths& p) {

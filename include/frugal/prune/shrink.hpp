@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -105,6 +106,16 @@ inline void copy_selected(dense& dst, const dense& src, const std::vector<std::s
     }
 }
 
+/// The float convolution of a block's convolution: itself, or a quantized layer's master weights.
+template <class Conv>
+[[nodiscard]] const conv2d& master(const Conv& c) noexcept {
+    if constexpr (std::is_same_v<Conv, conv2d>) {
+        return c;
+    } else {
+        return c.float_conv();
+    }
+}
+
 /// A fresh conv2d of src's geometry with all of its values.
 [[nodiscard]] inline conv2d clone(const conv2d& src) {
     conv2d c(src.in_channels(), src.out_channels(), src.kernel(), src.options());
@@ -160,35 +171,40 @@ void check_mask_fits(const Model& net, const channel_mask& mask) {
     return out;
 }
 
-/// CIFAR ResNet whose blocks keep only the inner channels `mask` keeps.
-[[nodiscard]] inline cifar_resnet_t<basic_block<>> shrink(const cifar_resnet_t<basic_block<>>& net,
-                                                          const channel_mask& mask) {
+/// CIFAR ResNet whose blocks keep only the inner channels `mask` keeps. The
+/// blocks may use any convolution with float master weights (conv2d, or
+/// quantized_conv after a low-precision search: `float_conv()`); the shrunk
+/// network is a float one.
+template <class ConvMaker>
+[[nodiscard]] cifar_resnet_t<basic_block<>> shrink(const cifar_resnet_t<basic_block<ConvMaker>>& net,
+                                                   const channel_mask& mask) {
     using block = basic_block<>;
+    using detail::master;
     detail::check_mask_fits(net, mask);
-    const auto& blocks = net.get<2>();
+    const auto& blocks = net.template get<2>();
     std::vector<block> small;
     small.reserve(blocks.size());
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-        const block& b = blocks[i];
+        const basic_block<ConvMaker>& b = blocks[i];
         const std::vector<std::size_t> mid = mask.kept_channels(i);
         const auto all_in = detail::all_channels(b.in_channels()), all_out = detail::all_channels(b.out_channels());
         small.emplace_back(b.in_channels(), mid.size(), b.out_channels(), b.stride());
         block& s = small.back();
-        detail::copy_selected(s.conv1(), b.conv1(), mid, all_in);
+        detail::copy_selected(s.conv1(), master(b.conv1()), mid, all_in);
         detail::copy_selected(s.bn1(), b.bn1(), mid);
-        detail::copy_selected(s.conv2(), b.conv2(), all_out, mid);
+        detail::copy_selected(s.conv2(), master(b.conv2()), all_out, mid);
         detail::copy_selected(s.bn2(), b.bn2(), all_out);
         if (b.has_projection()) {
-            detail::copy_selected(s.projection_conv(), b.projection_conv(), all_out, all_in);
+            detail::copy_selected(s.projection_conv(), master(b.projection_conv()), all_out, all_in);
             detail::copy_selected(s.projection_bn(), b.projection_bn(), all_out);
         }
     }
-    const dense& head = net.get<4>();
+    const dense& head = net.template get<4>();
     dense classifier(head.in_features(), head.out_features(), head.has_bias());
     detail::copy_selected(classifier, head, detail::all_channels(head.in_features()));
-    cifar_resnet_t<block> out(detail::clone(net.get<0>()), detail::clone(net.get<1>()),
+    cifar_resnet_t<block> out(detail::clone(net.template get<0>()), detail::clone(net.template get<1>()),
                               repeated<block>(std::move(small)), global_avg_pool{}, std::move(classifier));
-    out.set_input_grad(net.get<0>().input_grad());
+    out.set_input_grad(net.template get<0>().input_grad());
     return out;
 }
 

@@ -174,6 +174,7 @@ TEST_CASE("quantized_conv: forward, dx and dW equal the integer-exact reference 
         {2, 4, 8, 7, 5, 1, 2, 0},   // 1x1 stride 2 (a projection shortcut)
         {1, 2, 5, 6, 3, 1, 1, 1},   // padding wider than the kernel: border outputs see only padding
         {3, 1, 190, 190, 2, 3, 1, 1}, // large images: dW's int32 products split into several groups
+        {1, 1, 256, 256, 1, 3, 1, 1}, // wider than one int32-exact product: dW per image, not "wide"
     };
     for (const bool bias : {false, true}) {
         for (const auto& G : shapes) {
@@ -359,6 +360,25 @@ TEST_CASE("quantized_conv: full precision is the float convolution; bad widths a
     CHECK_THROWS_WITH_AS((void)q8.backward(ctx, dbad), doctest::Contains("before forward"), fr::error);
     (void)q8.forward(ctx, x);
     CHECK_THROWS_AS((void)q8.backward(ctx, random_input({2, 4, 5, 6}, g, 0.0f, 1.0f)), fr::shape_error);
+}
+
+TEST_CASE("quantized_conv: products longer than int32 holds exactly are refused before any work") {
+    fr::context ctx;
+    {
+        // 9 x 7312 = 65808 > 65793 products per output of the forward
+        fr::quantized_conv q(7312, 1, 3, {1, 1, false}, fr::bit_widths{8, 8, 8});
+        q.set_name("wide_in");
+        const fr::tensor4 x = fr::tensor4::from_shape({1, 7312, 1, 1});
+        CHECK_THROWS_WITH_AS(q.forward(ctx, x), doctest::Contains("forward product would sum 65808"), fr::error);
+        CHECK_THROWS_AS(q.backward(ctx, fr::tensor4::from_shape({1, 1, 1, 1})), fr::error); // no forward
+    }
+    {
+        // 257 x 257 output pixels = 66049 per image in dW
+        fr::quantized_conv q(1, 1, 3, {1, 1, false}, fr::bit_widths{8, 8, 8});
+        q.set_name("big_image");
+        const fr::tensor4 x = fr::tensor4::from_shape({1, 1, 257, 257});
+        CHECK_THROWS_WITH_AS(q.forward(ctx, x), doctest::Contains("weight gradient"), fr::error);
+    }
 }
 
 TEST_CASE("quantized_conv: the meter counts each product at its own widths; eval uses the running range") {

@@ -60,6 +60,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "frugal/layers/conv2d.hpp"
@@ -167,6 +168,7 @@ public:
         const conv_geometry g = float_.geometry(xs);
         const std::size_t out = out_channels(), kk = g.rows(), p = g.cols(), per_x = xs.per_sample();
         have_forward_ = false; // until this forward succeeds, backward refuses
+        check_inner_lengths(g);
         std::vector<segment> segs;
         if (groups_.empty()) {
             segs.push_back({0, xs.n, prec_});
@@ -409,8 +411,8 @@ public:
         // junk for ox >= out width, where the error operand holds its zero point so that they add 0);
         // the products of a group of samples accumulate in int32 (total inner length <= igemm_max_k),
         // with one zero-point correction per group. Other strides: an explicit im2col per group.
-        const bool wide = g.stride == 1;
         const std::size_t ho = g.out_h(), wo = g.out_w(), pc4 = (ho * gp.w + 3) / 4 * 4;
+        const bool wide = g.stride == 1 && pc4 <= kernels::igemm_max_k; // else: an image's pixels per product
         const std::size_t group = wide ? std::max<std::size_t>(1, kernels::igemm_max_k / pc4) : group_size(p);
         std::vector<std::size_t> row_at(wide ? kk : 0);
         for (std::size_t j = 0; j < row_at.size(); ++j) {
@@ -668,6 +670,23 @@ private:
         });
     }
 
+    /// Throws (here, not inside a parallel region) when a product of this geometry would sum more
+    /// 8-bit products than int32 holds exactly (kernels::igemm_max_k): the forward's and dx's
+    /// k k Cin and k k Cout (channels rounded up to 4), dW's one image of output pixels.
+    void check_inner_lengths(const conv_geometry& g) const {
+        const std::size_t k2 = g.k * g.k, fwd = g.stride == 1 ? k2 * ((in_channels() + 3) / 4) * 4 : g.rows(),
+                          dx = k2 * ((out_channels() + 3) / 4) * 4, dw = g.cols();
+        const std::pair<const char*, std::size_t> lengths[] = {{"forward", fwd}, {"input gradient", dx},
+                                                               {"weight gradient (pixels per image)", dw}};
+        for (const auto& [what, len] : lengths) {
+            if (len > kernels::igemm_max_k) {
+                throw error(detail::concat(name(), ": the ", what, " product would sum ", len,
+                                           " 8-bit products per output, more than int32 holds exactly (",
+                                           kernels::igemm_max_k, ")"));
+            }
+        }
+    }
+
     /// a = m + 1 rows of K unsigned codes: row r < m holds code(r, t) + 128 (code(r, t) a signed
     /// weight code), row m ones (see integer_conv); ra = the row sums of rows r < m.
     template <class Code>
@@ -790,7 +809,9 @@ private:
     /// in place (kernels::igemm_u8s8_offsets): group (tap, quad) of B is the quad's plane viewed at
     /// the tap's offset, column oy * g.w + ox ("wide": ox >= out_w() is junk and skipped). a holds
     /// m + 1 rows (the last of ones) over K = k k ceil(c / 4) 4 in (tap, quad, channel) order. Each
-    /// sample is one product. The quads need 4 k + 64 readable bytes after the last sample.
+    /// sample is one product. The quads need 4 k + 64 readable bytes after the last sample (the
+    /// last tap's junk columns read 4 (k - 1) bytes past a sample, the portable kernel up to 60
+    /// more).
     template <class RowScale>
     static void integer_conv_quads(const std::int8_t* quads, const conv_geometry& g, int z, const std::uint8_t* a,
                                    const std::int32_t* ra, std::size_t m, std::size_t s0, std::size_t n,

@@ -64,6 +64,15 @@ std::vector<double> parse_fractions(const std::string& s, cli::args& a) {
     return out;
 }
 
+/// The steps at `fractions` of a run of `iters` steps.
+std::vector<std::uint64_t> switch_steps(const std::vector<double>& fractions, std::uint64_t iters) {
+    std::vector<std::uint64_t> steps;
+    for (double f : fractions) {
+        steps.push_back(static_cast<std::uint64_t>(f * static_cast<double>(iters)));
+    }
+    return steps;
+}
+
 template <class Model, class Schedule>
 int train(Model& net, const recipe& r, frugal::batch_loader& train_data, frugal::batch_loader& test_data,
           frugal::fit_options o, Schedule* precision) {
@@ -245,12 +254,17 @@ int main(int argc, char** argv) try {
             frugal::no_precision_schedule* none = nullptr;
             return train(net, r, train_data, test_data, o, none);
         }
+        using rising = frugal::rising_target<std::remove_reference_t<decltype(stack)>>;
+        if (!pfq_at.empty()) { // the target rises at the given fractions of the run
+            auto sched = rising::at_steps(stack, static_cast<float>(dfq_target), static_cast<float>(dfq_step),
+                                          switch_steps(pfq_fractions, iters));
+            return train(net, r, train_data, test_data, o, &sched);
+        }
         frugal::pfq_indicator ind;
         ind.chunk = static_cast<std::uint64_t>(pfq_chunk);
         ind.eps = pfq_eps;
         ind.alpha = pfq_alpha;
-        frugal::rising_target<std::remove_reference_t<decltype(stack)>> sched(
-            stack, static_cast<float>(dfq_target), static_cast<float>(dfq_step), 3, ind);
+        rising sched(stack, static_cast<float>(dfq_target), static_cast<float>(dfq_step), 3, ind);
         return train(net, r, train_data, test_data, o, &sched);
     }
     // the stem convolution and the classifier stay float (SPEC §3.2); every block convolution is quantized
@@ -267,11 +281,8 @@ int main(int argc, char** argv) try {
         return train(net, r, train_data, test_data, o, &sched);
     }
     if (!pfq_at.empty()) {
-        std::vector<std::uint64_t> steps;
-        for (double f : pfq_fractions) {
-            steps.push_back(static_cast<std::uint64_t>(f * static_cast<double>(iters)));
-        }
-        auto sched = frugal::progressive_precision::at_steps(frugal::progressive_precision::default_stages(), steps);
+        auto sched = frugal::progressive_precision::at_steps(frugal::progressive_precision::default_stages(),
+                                                             switch_steps(pfq_fractions, iters));
         r.name = "pfq-at-" + pfq_at;
         return train(net, r, train_data, test_data, o, &sched);
     }

@@ -377,6 +377,24 @@ TEST_CASE("DFQ ResNet: checkpoint round trip, and FracTrain's rising target driv
     auto deeper = fr::dfq_cifar_resnet(14, {}, 1, 10, 1, 4);
     fr::archive_reader rd2(w.bytes(), "test");
     CHECK_THROWS_WITH_AS(deeper.load(rd2), doctest::Contains("holds 3 blocks"), fr::io_error);
+
+    // the target raised at fixed steps instead: +0.5 from step 3 and from step 7 on, set before each step
+    auto fixed = fr::rising_target<std::decay_t<decltype(stack)>>::at_steps(stack, 2.0f, 0.5f, {3, 7});
+    CHECK(fixed.fixed_steps());
+    CHECK(fixed.target_at(0) == 2.0f);
+    CHECK(fixed.target_at(2) == 2.0f);
+    CHECK(fixed.target_at(3) == 2.5f);
+    CHECK(fixed.target_at(6) == 2.5f);
+    CHECK(fixed.target_at(7) == 3.0f);
+    CHECK(fixed.target_at(1000) == 3.0f);
+    fr::optimizer<> opt2(fr::parameters_of(net), fr::sgd{0.9f, 1e-4f, true});
+    fr::fit_options o2 = o;
+    o2.epochs = 2; // 6 steps: 0..5
+    (void)fr::fit(net, opt2, loader, nullptr, o2, fr::every_batch{}, &fixed);
+    CHECK(stack.options().target == 2.5f); // set before step 5
+    CHECK(fixed.turning_points().empty());
+    CHECK_THROWS_AS((void)fr::rising_target<std::decay_t<decltype(stack)>>::at_steps(stack, 2.0f, 0.5f, {5, 5}),
+                    fr::error);
 }
 
 } // TEST_SUITE

@@ -329,17 +329,45 @@ public:
         }
     }
 
+    /// The target raised at fixed steps instead of turning points: by `step` at each of `switches`
+    /// (increasing), as progressive_precision::at_steps switches its stages.
+    [[nodiscard]] static rising_target at_steps(Stack& stack, float target0, float step,
+                                                std::vector<std::uint64_t> switches) {
+        rising_target r(stack, target0, step, switches.size());
+        for (std::size_t i = 1; i < switches.size(); ++i) {
+            if (switches[i] <= switches[i - 1]) {
+                throw error(detail::concat("frugal::rising_target::at_steps: switch steps must increase (",
+                                           switches[i - 1], " then ", switches[i], ")"));
+            }
+        }
+        r.switches_ = std::move(switches);
+        r.fixed_steps_ = true;
+        return r;
+    }
+
     [[nodiscard]] float target_at(std::uint64_t step) const noexcept {
-        return t0_ + dt_ * static_cast<float>(ind_.turns_at(step));
+        const std::size_t turns =
+            fixed_steps_ ? static_cast<std::size_t>(std::upper_bound(switches_.begin(), switches_.end(), step) -
+                                                    switches_.begin())
+                         : ind_.turns_at(step);
+        return t0_ + dt_ * static_cast<float>(turns);
     }
     template <class Model>
     void apply(Model& /*model*/, std::uint64_t step) {
         stack_->set_target(target_at(step));
     }
-    void observe(std::uint64_t step, double loss) { (void)ind_.observe(step, loss); }
+    void observe(std::uint64_t step, double loss) {
+        if (!fixed_steps_) {
+            (void)ind_.observe(step, loss);
+        }
+    }
     [[nodiscard]] const std::vector<std::uint64_t>& turning_points() const noexcept { return ind_.turning_points(); }
-    [[nodiscard]] bool fixed_steps() const noexcept { return false; }
+    [[nodiscard]] bool fixed_steps() const noexcept { return fixed_steps_; }
     [[nodiscard]] std::string describe() const {
+        if (fixed_steps_) {
+            return detail::concat("FracTrain: DFQ target cp ", t0_, "% + ", dt_, "% at each of ", switches_.size(),
+                                  " fixed steps");
+        }
         return detail::concat("FracTrain: DFQ target cp ", t0_, "% + ", dt_, "% per PFQ turning point (at most ",
                               ind_.max_turns(), ")");
     }
@@ -356,6 +384,8 @@ private:
     Stack* stack_;
     float t0_, dt_;
     turning_point_indicator ind_;
+    std::vector<std::uint64_t> switches_;
+    bool fixed_steps_ = false;
 };
 
 /// CPT's cyclic precision (SPEC §6): forward widths (activations and

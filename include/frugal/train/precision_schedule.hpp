@@ -217,6 +217,17 @@ private:
     std::vector<std::uint64_t> turns_;
 };
 
+namespace detail {
+/// Throws unless the switch steps increase strictly.
+inline void check_increasing(const std::vector<std::uint64_t>& switches, const char* where) {
+    for (std::size_t i = 1; i < switches.size(); ++i) {
+        if (switches[i] <= switches[i - 1]) {
+            throw error(concat(where, ": switch steps must increase (", switches[i - 1], " then ", switches[i], ")"));
+        }
+    }
+}
+} // namespace detail
+
 /// FracTrain's progressive fractional quantization (see the file comment).
 class progressive_precision {
 public:
@@ -242,12 +253,7 @@ public:
             throw error(detail::concat("frugal::progressive_precision::at_steps: ", p.stages_.size(),
                                        " stages need ", p.stages_.size() - 1, " switch steps, got ", switches.size()));
         }
-        for (std::size_t i = 1; i < switches.size(); ++i) {
-            if (switches[i] <= switches[i - 1]) {
-                throw error(detail::concat("frugal::progressive_precision::at_steps: switch steps must increase (",
-                                           switches[i - 1], " then ", switches[i], ")"));
-            }
-        }
+        detail::check_increasing(switches, "frugal::progressive_precision::at_steps");
         p.switches_ = std::move(switches);
         p.fixed_steps_ = true;
         return p;
@@ -334,12 +340,7 @@ public:
     [[nodiscard]] static rising_target at_steps(Stack& stack, float target0, float step,
                                                 std::vector<std::uint64_t> switches) {
         rising_target r(stack, target0, step, switches.size());
-        for (std::size_t i = 1; i < switches.size(); ++i) {
-            if (switches[i] <= switches[i - 1]) {
-                throw error(detail::concat("frugal::rising_target::at_steps: switch steps must increase (",
-                                           switches[i - 1], " then ", switches[i], ")"));
-            }
-        }
+        detail::check_increasing(switches, "frugal::rising_target::at_steps");
         r.switches_ = std::move(switches);
         r.fixed_steps_ = true;
         return r;

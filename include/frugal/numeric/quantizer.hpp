@@ -190,7 +190,8 @@ inline void quantize_nearest(const float* x, std::size_t n, const grid& g, Out* 
 /// u ~ U[0, 1). (Not floor(t + u): in float, t + u rounds up to the next
 /// integer whenever u is within half an ulp of t below 1, e.g. for u > 1 -
 /// 2^-17 at t ~ 128, which moved about one code in 10^5 with frac(t) = 0.)
-/// frac(t) is exact (Sterbenz) and the comparison has no rounding.
+/// frac(t) is exact for t >= 0 (Sterbenz; below 0 the code clamps to
+/// code_lo anyway) and the comparison has no rounding.
 /// quantize_stochastic_planes: `planes` consecutive runs of `size` values,
 /// run i on grid_of(i), one random stream.
 template <class Out, class GridOf>

@@ -28,6 +28,7 @@
 #include <frugal/train/trainer.hpp>
 
 #include "common/cli.hpp"
+#include "common/schedule.hpp"
 
 namespace {
 
@@ -46,9 +47,7 @@ int train(Model& net, const recipe& r, frugal::batch_loader& train_data, frugal:
           frugal::fit_options o) {
     frugal::optimizer<> opt(frugal::parameters_of(net), frugal::sgd{0.9f, static_cast<float>(r.weight_decay), true});
     const std::uint64_t iters = r.epochs * train_data.batches_per_epoch();
-    o.schedule = r.schedule == "cosine"
-                     ? frugal::lr_schedule::cosine({static_cast<float>(r.lr), iters, 0.0f})
-                     : frugal::lr_schedule::step({static_cast<float>(r.lr), {iters / 2, iters * 3 / 4}, 0.1f});
+    o.schedule = cli::named_schedule(r.schedule, r.lr, iters);
     const auto result = frugal::fit(net, opt, train_data, &test_data, o);
     if (result.history.empty()) {
         return 1;

@@ -82,32 +82,29 @@ void check(Gate& gate, frugal::rng& g) {
         ++mismatched;
         MESSAGE(what << ": analytic " << analytic << ", finite difference " << numeric);
     };
+    // the central difference of the objective in one value (restored afterwards)
+    const auto central = [&](float& v) {
+        const float keep = v;
+        v = static_cast<float>(keep + h);
+        const double up = objective();
+        v = static_cast<float>(keep - h);
+        const double down = objective();
+        v = keep;
+        return (up - down) / (2 * h);
+    };
     for (std::size_t pi = 0; pi < ps.size(); ++pi) {
         for (std::size_t i = 0; i < ps[pi].value.size(); i += 3) {
-            float& v = ps[pi].value[i];
-            const float keep = v;
-            v = static_cast<float>(keep + h);
-            const double up = objective();
-            v = static_cast<float>(keep - h);
-            const double down = objective();
-            v = keep;
-            compare(ps[pi].name + "[" + std::to_string(i) + "]", grads[pi][i], (up - down) / (2 * h));
+            compare(ps[pi].name + "[" + std::to_string(i) + "]", grads[pi][i], central(ps[pi].value[i]));
             nonzero += grads[pi][i] != 0.0f ? 1 : 0;
         }
     }
     CHECK(nonzero > 20);
     for (std::size_t t = 0; t < 3; ++t) {
         for (std::size_t i = 0; i < xs[t].size(); i += 5) {
-            float& v = xs[t].data()[i];
-            const float keep = v;
-            v = static_cast<float>(keep + h);
-            const double up = objective();
-            v = static_cast<float>(keep - h);
-            const double down = objective();
-            v = keep;
+            const double numeric = central(xs[t].data()[i]);
             char name[48]; // (a string concatenation here trips a GCC 12 -Wstringop-overflow false positive)
             std::snprintf(name, sizeof name, "x%zu[%zu]", static_cast<std::size_t>(t), i);
-            compare(name, dxs[t].data()[i], (up - down) / (2 * h));
+            compare(name, dxs[t].data()[i], numeric);
         }
     }
     // a unit with a ReLU (Mid > 0) has kinks a step of h may cross: allow one in a hundred there

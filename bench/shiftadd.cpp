@@ -156,9 +156,21 @@ int main(int argc, char** argv) {
         frugal::conv2d conv(l.c, l.c, 3, {1, 1, false});
         frugal::adder_conv2d add(l.c, l.c, 3, {1, 1});
         frugal::shift_conv2d sh(l.c, l.c, 3, {1, 1});
+        // fixed-point training (the FIX8 ShiftAddNet): FIX8 adder forward, 8-bit errors in both backward passes
+        frugal::adder_options q8;
+        q8.padding = 1;
+        q8.precision = frugal::adder_precision::fix8;
+        q8.error_bits = 8;
+        frugal::adder_conv2d add8(l.c, l.c, 3, q8);
+        frugal::shift_options s8;
+        s8.padding = 1;
+        s8.error_bits = 8;
+        frugal::shift_conv2d sh8(l.c, l.c, 3, s8);
         conv.reset_parameters(g);
         add.reset_parameters(g);
         sh.reset_parameters(g);
+        add8.reset_parameters(g);
+        sh8.reset_parameters(g);
         frugal::context ctx;
         auto fwd = [&](auto& layer) {
             return bench::median_seconds([&] { bench::keep(layer.forward(ctx, x)); }, runs);
@@ -171,8 +183,11 @@ int main(int argc, char** argv) {
         };
         const double cf = fwd(conv), af = fwd(add), sf = fwd(sh);
         const double cb = both(conv), ab = both(add), sb = both(sh);
+        const double a8f = fwd(add8), a8b = both(add8), s8b = both(sh8);
         std::printf("%-34s %12.2f %12.2f %12.2f %12.2f   (shift conv: fwd %.2f ms, f+b %.2f ms)\n", l.what, cf * 1e3,
                     af * 1e3, cb * 1e3, ab * 1e3, sf * 1e3, sb * 1e3);
+        std::printf("%-34s %12s %12.2f %12s %12.2f   (shift conv, 8-bit errors: f+b %.2f ms)\n", "  FIX8 training", "",
+                    a8f * 1e3, "", a8b * 1e3, s8b * 1e3);
     }
     return 0;
 }

@@ -4,7 +4,7 @@
 //
 //   shiftaddnet --model shiftadd --epochs 15 --out runs/shiftadd
 //   shiftaddnet --model fp32 --epochs 15 --out runs/fp32          (the baseline)
-//   shiftaddnet --model adder --fix8 on                           (FIX8 adder layers)
+//   shiftaddnet --model shiftadd --fix8 on                        (fixed-point training: FIX8 adders, 8-bit errors)
 //   shiftaddnet --model shiftadd --fixed-shift on                 (shift layers frozen at init)
 //   shiftaddnet --model shiftadd --subset 256 --test-subset 256 --epochs 1 --batch 64   (a quick check)
 //   shiftaddnet --help
@@ -67,7 +67,9 @@ int main(int argc, char** argv) try {
     cli::args a(argc, argv, "shiftaddnet", "train ShiftAddNet ResNet-20 and its ablations on Fashion-MNIST");
     const std::string model = a.str("model", "shiftadd", "shiftadd, shift, adder or fp32 (the ordinary ResNet)");
     const long depth = a.integer("depth", 20, "ResNet depth 6n + 2");
-    const bool fix8 = a.flag("fix8", false, "FIX8 adder layers (8-bit codes on a shared power-of-two grid)");
+    const bool fix8 = a.flag("fix8", false,
+                             "fixed-point training: FIX8 adder layers (8-bit codes on a shared power-of-two grid) "
+                             "and a fixed-point backward of both layers with 8-bit errors");
     const bool fixed_shift = a.flag("fixed-shift", false, "freeze the shift layers at their initial values");
     recipe r;
     r.epochs = static_cast<std::size_t>(a.integer("epochs", 3, "training epochs"));
@@ -114,7 +116,7 @@ int main(int argc, char** argv) try {
     o.seed = static_cast<std::uint64_t>(seed);
     std::printf("frugal shiftaddnet: %s resnet%ld%s%s, %zu epochs, batch %zu, lr %g (%s), wd %g, crop %ld, flip %s, "
                 "%d threads, %zu training images\n",
-                model.c_str(), depth, fix8 ? ", FIX8 adders" : "", fixed_shift ? ", fixed shift" : "", r.epochs,
+                model.c_str(), depth, fix8 ? ", FIX8 adders, 8-bit fixed-point backward" : "", fixed_shift ? ", fixed shift" : "", r.epochs,
                 r.batch, r.lr, r.schedule.c_str(), r.weight_decay, crop, flip ? "on" : "off", frugal::num_threads(),
                 train_set.size());
     const auto s = static_cast<std::uint64_t>(seed);

@@ -718,4 +718,283 @@ TEST_CASE("a tiny shiftaddnet and its ablations learn a small batch") {
               "fixed shift");
 }
 
+// ---------------------------------------------------------------- fixed-point backward
+
+namespace {
+/// dY with integer values in [-127, 127] and max |dY| = 127: on the 8-bit
+/// error grid exactly (scale 1), so stochastic rounding changes nothing.
+fr::tensor4 integer_errors(const fr::shape4& s, fr::rng& g) {
+    fr::tensor4 t = fr::tensor4::from_shape({s.n, s.c, s.h, s.w});
+    for (auto& v : t) {
+        v = static_cast<float>(static_cast<int>(g.below(255)) - 127);
+    }
+    t.data()[t.size() / 2] = -127.0f;
+    return t;
+}
+} // namespace
+
+TEST_CASE("int8 weight-gradient product equals its reference on odd shapes") {
+    fr::rng g(91);
+    for (const std::size_t out : {1u, 5u, 17u}) {
+        for (const std::size_t kk : {1u, 9u, 27u}) {
+            for (const std::size_t ld : {1u, 7u, 300u}) {
+                for (const std::int32_t z : {0, 128}) {
+                    CAPTURE(out);
+                    CAPTURE(kk);
+                    CAPTURE(ld);
+                    CAPTURE(z);
+                    std::vector<std::int8_t> et(ld * out);
+                    std::vector<std::uint8_t> u(kk * ld);
+                    std::vector<std::int32_t> wc(out * kk);
+                    for (auto& v : et) v = static_cast<std::int8_t>(static_cast<int>(g.below(255)) - 127);
+                    for (auto& v : u) v = static_cast<std::uint8_t>(g.below(256));
+                    for (auto& v : wc) v = static_cast<std::int32_t>(g.below(255)) - 127;
+                    for (const bool with_w : {false, true}) {
+                        std::vector<std::int64_t> a(out * kk, 5), r(out * kk, 5); // accumulates onto 5
+                        fr::detail::int8_wgrad_scratch s;
+                        fr::detail::int8_weight_grad(out, kk, ld, et.data(), u.data(), z, with_w ? wc.data() : nullptr,
+                                                     a.data(), s);
+                        fr::detail::int8_weight_grad_reference(out, kk, ld, et.data(), u.data(), z,
+                                                               with_w ? wc.data() : nullptr, r.data());
+                        CHECK(a == r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("adder fixed-point backward equals the float rule on the codes") {
+    // oracle: the FP32 layer's backward on the FIX8 forward's quantized x and
+    // W, with errors that lie on the 8-bit grid; three grid regimes: scale < 1
+    // (HardTanh at 1/scale codes), scale > 1 (every nonzero difference clips:
+    // the sign), and a layer wide enough (600 outputs, scale 2^-8) that the
+    // input-gradient sums run in row chunks
+    struct regime {
+        std::size_t in, out, k;
+        float xs, ws;
+        const char* what;
+    };
+    for (const regime rg : {regime{2, 3, 3, 2.0f, 1.0f, "scale < 1"}, regime{3, 4, 3, 400.0f, 1.0f, "scale > 1"},
+                            regime{2, 600, 1, 0.3f, 0.1f, "row chunks"}}) {
+        CAPTURE(rg.what);
+        fr::rng g(23);
+        fr::adder_options o;
+        o.padding = rg.k / 2;
+        o.precision = fr::adder_precision::fix8;
+        o.error_bits = 8;
+        fr::adder_conv2d q(rg.in, rg.out, rg.k, o);
+        o.precision = fr::adder_precision::fp32;
+        o.error_bits = 0;
+        fr::adder_conv2d f(rg.in, rg.out, rg.k, o);
+        q.reset_parameters(g);
+        for (auto& v : q.weight()) v *= rg.ws;
+        const fr::tensor4 x = random_tensor({2, rg.in, 5, 4}, g, rg.xs);
+        fr::context ctx;
+        const fr::tensor4 yq = q.forward(ctx, x);
+        const float scale = q.fix8_scale();
+        if (std::string(rg.what) == "scale > 1") {
+            REQUIRE(scale > 1.0f);
+        } else {
+            REQUIRE(scale < 1.0f);
+        }
+        if (std::string(rg.what) == "row chunks") {
+            REQUIRE(scale <= 1.0f / 256.0f); // HardTanh bound 256 codes: 16777215 / (127 * 254) = 520 rows per chunk
+        }
+        fr::tensor4 xq = x;
+        for (auto& v : xq) v = std::clamp(std::nearbyint(v / scale), -127.0f, 127.0f) * scale;
+        for (std::size_t i = 0; i < q.weight().size(); ++i) {
+            f.weight().data()[i] = std::clamp(std::nearbyint(q.weight().data()[i] / scale), -127.0f, 127.0f) * scale;
+        }
+        (void)f.forward(ctx, xq);
+        const fr::tensor4 r = integer_errors(fr::shape_of(yq), g);
+        const fr::tensor4 dxq = q.backward(ctx, r);
+        const fr::tensor4 dxf = f.backward(ctx, r);
+        REQUIRE(dxq.size() == dxf.size());
+        for (std::size_t i = 0; i < dxq.size(); ++i) {
+            CHECK(close(dxq.data()[i], dxf.data()[i], 1e-4, 1e-5));
+        }
+        CHECK(close(q.raw_grad_norm(), f.raw_grad_norm(), 1e-6, 1e-5));
+        for (std::size_t i = 0; i < q.weight_grad().size(); ++i) {
+            CHECK(close(q.weight_grad().data()[i], f.weight_grad().data()[i], 1e-5, 1e-5));
+        }
+    }
+}
+
+TEST_CASE("adder fixed-point backward is unbiased: stochastic errors average to the float gradient") {
+    fr::rng g(5);
+    fr::adder_options o;
+    o.padding = 1;
+    o.precision = fr::adder_precision::fix8;
+    o.error_bits = 4; // coarse: 7 levels per sign, so rounding matters
+    o.eta = 0.0f;     // raw gradients
+    fr::adder_conv2d q(2, 3, 3, o);
+    o.error_bits = 0;
+    fr::adder_conv2d f(2, 3, 3, o); // FIX8 forward, float backward
+    q.reset_parameters(g);
+    f.weight() = q.weight();
+    const fr::tensor4 x = random_tensor({2, 2, 4, 4}, g, 2.0f);
+    const fr::tensor4 r = random_tensor({2, 3, 4, 4}, g, 1.0f);
+    fr::context ctx;
+    (void)f.forward(ctx, x);
+    const fr::tensor4 dxf = f.backward(ctx, r);
+    const std::vector<float> dwf(f.weight_grad().begin(), f.weight_grad().end());
+    const int draws = 400;
+    std::vector<double> dx_sum(dxf.size(), 0.0), dx_sq(dxf.size(), 0.0), dw_sum(dwf.size(), 0.0),
+        dw_sq(dwf.size(), 0.0);
+    for (int d = 0; d < draws; ++d) {
+        ctx.random = fr::rng(1000 + static_cast<std::uint64_t>(d));
+        (void)q.forward(ctx, x);
+        const fr::tensor4& dx = q.backward(ctx, r);
+        for (std::size_t i = 0; i < dx.size(); ++i) {
+            dx_sum[i] += dx.data()[i];
+            dx_sq[i] += static_cast<double>(dx.data()[i]) * dx.data()[i];
+        }
+        for (std::size_t i = 0; i < dwf.size(); ++i) {
+            const double v = q.weight_grad().data()[i];
+            dw_sum[i] += v;
+            dw_sq[i] += v * v;
+        }
+    }
+    // every mean within 5 standard errors (+ float slack) of the float gradient
+    auto within = [&](const std::vector<double>& sum, const std::vector<double>& sq, const float* want, const char* what) {
+        int bad = 0;
+        for (std::size_t i = 0; i < sum.size(); ++i) {
+            const double mean = sum[i] / draws, var = std::max(0.0, sq[i] / draws - mean * mean);
+            const double se = std::sqrt(var / draws);
+            if (std::fabs(mean - want[i]) > 5.0 * se + 1e-4 * (1.0 + std::fabs(want[i]))) {
+                ++bad;
+                INFO(what << "[" << i << "] mean " << mean << " vs " << want[i] << " (se " << se << ")");
+                CHECK(false);
+            }
+        }
+        return bad;
+    };
+    CHECK(within(dx_sum, dx_sq, dxf.data(), "dX") == 0);
+    CHECK(within(dw_sum, dw_sq, dwf.data(), "dW") == 0);
+}
+
+TEST_CASE("shift fixed-point backward: dX exact shifts, dW the int8 product") {
+    for (const bool signed_x : {false, true}) {
+        CAPTURE(signed_x);
+        fr::rng g(47);
+        fr::shift_options o;
+        o.padding = 1;
+        o.arithmetic = fr::shift_arithmetic::floating;
+        o.error_bits = 8;
+        fr::shift_conv2d q(3, 4, 3, o);
+        o.error_bits = 0;
+        fr::shift_conv2d f(3, 4, 3, o);
+        q.reset_parameters(g);
+        f.shift() = q.shift();
+        f.sign() = q.sign();
+        // inputs on their own 8-bit grid: unsigned (0..255 steps of max/255) or symmetric (+-127)
+        fr::tensor4 x = random_tensor({2, 3, 5, 4}, g, 1.5f);
+        float mx = 0.0f;
+        for (auto& v : x) {
+            if (!signed_x) v = std::fabs(v);
+            mx = std::max(mx, std::fabs(v));
+        }
+        const float sx = mx / (signed_x ? 127.0f : 255.0f);
+        for (auto& v : x) v = std::nearbyint(v / sx) * sx;
+        fr::context ctx;
+        const fr::tensor4 yq = q.forward(ctx, x);
+        (void)f.forward(ctx, x);
+        const fr::tensor4 r = integer_errors(fr::shape_of(yq), g);
+        const fr::tensor4 dxq = q.backward(ctx, r);
+        const fr::tensor4 dxf = f.backward(ctx, r);
+        for (std::size_t i = 0; i < dxq.size(); ++i) {
+            CHECK(dxq.data()[i] == dxf.data()[i]); // integer errors times powers of two: exact in both
+        }
+        for (std::size_t i = 0; i < q.shift_grad().size(); ++i) {
+            CHECK(close(q.shift_grad().data()[i], f.shift_grad().data()[i], 1e-4, 1e-5));
+            CHECK(close(q.sign_grad().data()[i], f.sign_grad().data()[i], 1e-4, 1e-5));
+        }
+    }
+}
+
+TEST_CASE("fixed-point backward counts integer operations at their widths") {
+    fr::rng g(3);
+    fr::context ctx;
+    const fr::tensor4 x = random_tensor({2, 2, 5, 4}, g, 1.0f);
+    using fr::op_format;
+    using fr::op_kind;
+    // adder: F = 2 images x 3 outputs x 20 pixels x 18 taps = 2160
+    fr::adder_options ao;
+    ao.padding = 1;
+    ao.precision = fr::adder_precision::fix8;
+    ao.error_bits = 8;
+    fr::adder_conv2d a(2, 3, 3, ao);
+    a.reset_parameters(g);
+    a.set_name("a");
+    fr::cost_meter am;
+    ctx.meter = &am;
+    (void)a.backward(ctx, a.forward(ctx, x));
+    const auto& ac = costs_of(am, "a");
+    const fr::op_key wmac{op_kind::mac, op_format::integer(8), op_format::integer(8)};
+    CHECK(ac[fr::phase::weight_gradient].ops.at(wmac) == 2160);
+    CHECK(ac[fr::phase::weight_gradient].count(op_kind::add) == 0);
+    CHECK(count_of(ac[fr::phase::backward_input], op_kind::add, op_format::integer(8)) == 2160);
+    CHECK(count_of(ac[fr::phase::backward_input], op_kind::compare, op_format::integer(9)) == 4320);
+    std::uint64_t int_macs = 0, fp_macs = 0;
+    for (const auto& [k, n] : ac[fr::phase::backward_input].ops) {
+        if (k.kind == op_kind::mac) {
+            (k.a.floating ? fp_macs : int_macs) += n;
+            CHECK((!k.a.floating && k.a.bits == 8));
+        }
+    }
+    CHECK(int_macs == 2160);
+    CHECK(fp_macs == 0);
+    // shift: 2 images x 20 pixels x nonzero weights shifts of 8-bit errors; dW 2 x 3 x 18 x 20 int8 MACs
+    fr::shift_options so;
+    so.padding = 1;
+    so.error_bits = 8;
+    fr::shift_conv2d s(2, 3, 3, so);
+    s.reset_parameters(g);
+    s.set_name("s");
+    fr::cost_meter sm;
+    ctx.meter = &sm;
+    (void)s.backward(ctx, s.forward(ctx, x));
+    const auto& sc = costs_of(sm, "s");
+    const std::uint64_t nz = s.nonzeros();
+    CHECK(count_of(sc[fr::phase::backward_input], op_kind::shift, op_format::integer(8)) == 40 * nz);
+    CHECK(count_of(sc[fr::phase::backward_input], op_kind::add, op_format::integer(32)) == 40 * nz);
+    CHECK(sc[fr::phase::weight_gradient].ops.at(wmac) == 2160);
+    CHECK(sc[fr::phase::weight_gradient].count(op_kind::mac) == 2160);
+}
+
+TEST_CASE("fixed-point backward rejects bad settings and non-finite errors") {
+    fr::adder_options ao;
+    ao.error_bits = 9;
+    ao.precision = fr::adder_precision::fix8;
+    CHECK_THROWS_WITH_AS(fr::adder_conv2d(2, 3, 3, ao), doctest::Contains("error_bits"), fr::error);
+    ao.error_bits = 8;
+    ao.precision = fr::adder_precision::fp32;
+    CHECK_THROWS_WITH_AS(fr::adder_conv2d(2, 3, 3, ao), doctest::Contains("FIX8"), fr::error);
+    fr::shift_options so;
+    so.error_bits = 1;
+    CHECK_THROWS_WITH_AS(fr::shift_conv2d(2, 3, 3, so), doctest::Contains("error_bits"), fr::error);
+
+    fr::rng g(8);
+    fr::context ctx;
+    ao.precision = fr::adder_precision::fix8;
+    fr::adder_conv2d a(2, 3, 3, ao);
+    a.reset_parameters(g);
+    a.set_name("blk.adder");
+    const fr::tensor4 x = random_tensor({1, 2, 4, 4}, g, 1.0f);
+    fr::tensor4 dy = a.forward(ctx, x);
+    dy.data()[3] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH_AS(a.backward(ctx, dy), doctest::Contains("blk.adder.backward: the gradient dY"),
+                         fr::numeric_error);
+    so.error_bits = 8;
+    so.padding = 1;
+    fr::shift_conv2d s(2, 3, 3, so);
+    s.reset_parameters(g);
+    s.set_name("blk.shift");
+    fr::tensor4 ds = s.forward(ctx, x);
+    ds.data()[0] = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_WITH_AS(s.backward(ctx, ds), doctest::Contains("blk.shift.backward: the gradient dY"),
+                         fr::numeric_error);
+}
+
 } // TEST_SUITE

@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/layers/fixed_backward.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/layers/shift.hpp" // the column-group helpers shared with the shift layers
 #include "frugal/tensor/im2col.hpp"
@@ -64,6 +65,10 @@ struct adder_options {
     kernels::l1_input_rule input_rule = kernels::l1_input_rule::hardtanh;
     /// FIX8: running max|x| update in training, run = m * run + (1 - m) * batch (SPEC 0).
     float range_momentum = 0.1f;
+    /// FIX8 backward: 0 runs the backward in float on the quantized values
+    /// (straight-through); 2..8 rounds dY stochastically to that many bits
+    /// (SPEC 4.2 `sbm`) and runs both backward products on integer codes.
+    int error_bits = 0;
 };
 
 class adder_conv2d : public layer_base {
@@ -82,6 +87,10 @@ public:
         }
         if (!(o.eta >= 0.0f)) {
             throw error(detail::concat("frugal::adder_conv2d: eta must be >= 0, not ", o.eta));
+        }
+        detail::check_error_bits(o.error_bits, "frugal::adder_conv2d");
+        if (o.error_bits != 0 && o.precision != adder_precision::fix8) {
+            throw error("frugal::adder_conv2d: error_bits needs the FIX8 forward (precision fix8)");
         }
         w_.fill(0.0f);
         dw_.fill(0.0f);
@@ -198,6 +207,10 @@ public:
             ensure_shape(dx_, xs);
         }
         const bool fix8 = opt_.precision == adder_precision::fix8;
+        if (fix8 && opt_.error_bits > 0) {
+            backward_fixed(ctx, dy, x, g, start);
+            return need_dx ? dx_ : empty_;
+        }
         const float* xin = fix8 ? xq_.data() : x.data();
         const float* win = fix8 ? wq_.data() : w_.data();
         const std::size_t p = g.cols(), kk = g.rows(), group = detail::column_group(p, xs.n);
@@ -205,7 +218,7 @@ public:
         const std::size_t wsize = w_.size();
         const int threads = num_threads();
         partial_.assign(static_cast<std::size_t>(threads) * wsize, 0.0f);
-        double wgrad_time = 0.0, dx_time = 0.0;
+        detail::backward_split split;
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
             thread_local std::vector<float> col, dyg, dcol;
             for (std::size_t gi = gb; gi < ge; ++gi) {
@@ -225,16 +238,9 @@ public:
                     dcol.resize(kk * ld);
                     kernels::l1_input_grad(kk, ld, out_, dyg.data(), ld, win, kk, col.data(), ld, dcol.data(), ld,
                                            opt_.input_rule);
-                    for (std::size_t s = 0; s < cnt; ++s) {
-                        float* dxs = dx_.data() + (n0 + s) * xstride;
-                        std::fill(dxs, dxs + xstride, 0.0f);
-                        col2im(dcol.data() + s * p, g, ld, dxs);
-                    }
+                    detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
                 }
-                if (thread == 0) {
-                    wgrad_time += std::chrono::duration<double>(t1 - t0).count();
-                    dx_time += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-                }
+                split.add(thread, t0, t1);
             }
         });
         std::fill(dw_.begin(), dw_.end(), 0.0f);
@@ -244,23 +250,11 @@ public:
                 dw_.data()[i] += part[i];
             }
         }
-        // adaptive learning-rate scaling (before the optimizer's momentum and decay)
-        double sq = 0.0;
-        for (const float v : dw_) {
-            sq += static_cast<double>(v) * v;
-        }
-        raw_norm_ = std::sqrt(sq);
-        if (opt_.eta > 0.0f && raw_norm_ > 0.0) {
-            const auto factor =
-                static_cast<float>(static_cast<double>(opt_.eta) * std::sqrt(static_cast<double>(wsize)) / raw_norm_);
-            for (auto& v : dw_) {
-                v *= factor;
-            }
-        }
+        adaptive_scaling();
         if (m != nullptr) {
             const std::uint64_t f = static_cast<std::uint64_t>(xs.n) * out_ * p * kk;
             const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            const double share = wgrad_time + dx_time > 0.0 ? wgrad_time / (wgrad_time + dx_time) : 1.0;
+            const double share = split.share();
             m->unary(id(), phase::weight_gradient, op_kind::add, fp32, f);
             m->mac(id(), phase::weight_gradient, fp32, fp32, f + wsize);
             if (opt_.weight_rule == kernels::l1_weight_rule::sign) {
@@ -315,6 +309,153 @@ public:
     }
 
 private:
+    /// Adaptive learning-rate scaling of dW (before the optimizer's momentum and decay).
+    void adaptive_scaling() {
+        double sq = 0.0;
+        for (const float v : dw_) {
+            sq += static_cast<double>(v) * v;
+        }
+        raw_norm_ = std::sqrt(sq);
+        if (opt_.eta > 0.0f && raw_norm_ > 0.0) {
+            const auto factor = static_cast<float>(static_cast<double>(opt_.eta) *
+                                                   std::sqrt(static_cast<double>(w_.size())) / raw_norm_);
+            for (auto& v : dw_) {
+                v *= factor;
+            }
+        }
+    }
+
+    /// FIX8 backward on integer codes (error_bits > 0). With e the error
+    /// codes (grid se), x and w the forward's codes (grid s):
+    /// - dW = se * s * sum_j e * (x - w), run as the int8 product
+    ///   sum_j e * (x + 128) - (128 + w) * sum_j e (exact, int64 over groups);
+    /// - dX = se * unit * sum_o e * g, g = clamp(w - x, -c, c) in codes with
+    ///   c = 1 / s and unit = s when s <= 1 (HardTanh at +-1.0), or g =
+    ///   sign(w - x) and unit = 1 when s > 1 (every nonzero difference is
+    ///   then beyond +-1) or with the sign rule. The sums run in float lanes
+    ///   on integer values, in row chunks that keep every partial sum below
+    ///   2^24, so they are exact too.
+    void backward_fixed(context& ctx, const tensor4& dy, const tensor4& x, const conv_geometry& g,
+                        std::chrono::steady_clock::time_point start) {
+        cost_meter* m = meter(ctx);
+        const shape4 xs = shape_of(x);
+        const bool need_dx = input_grad();
+        const int bits = opt_.error_bits;
+        const float emax = detail::max_abs_finite(dy.data(), dy.size(), name() + ".backward", "the gradient dY");
+        const float se = detail::error_step(emax, bits); // a power of two
+        const detail::grid eg = detail::error_code_grid(se, bits);
+        const bool sign_g = opt_.input_rule == kernels::l1_input_rule::sign || scale_ > 1.0f;
+        const float clip = sign_g ? 1.0f : 1.0f / scale_; // a power of two: scale_ is one
+        const float unit = sign_g ? 1.0f : scale_;
+        const kernels::l1_input_rule rule = sign_g ? kernels::l1_input_rule::sign : kernels::l1_input_rule::hardtanh;
+        const float gmax = sign_g ? 1.0f : std::min(clip, 254.0f);
+        // rows per call whose sums stay below 2^24: rows * qmax * gmax < 2^24
+        const auto chunk = std::max<std::size_t>(
+            1, static_cast<std::size_t>(16777215.0f / (detail::symmetric_qmax(bits) * gmax)));
+        const std::size_t p = g.cols(), kk = g.rows(), group = detail::column_group(p, xs.n);
+        const std::size_t groups = (xs.n + group - 1) / group, xstride = g.c * g.h * g.w;
+        const std::size_t wsize = w_.size();
+        const int threads = num_threads();
+        acc_.assign(static_cast<std::size_t>(threads) * wsize, 0);
+        wcode_f_.resize(wsize);
+        for (std::size_t i = 0; i < wsize; ++i) {
+            wcode_f_[i] = static_cast<float>(wcode_[i]);
+        }
+        const float inv = 1.0f / scale_;
+        const std::uint64_t seed = ctx.random();
+        detail::backward_split split;
+        parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
+            thread_local std::vector<float> col, dyg, ef, dcol;
+            thread_local std::vector<double> dsum;
+            thread_local std::vector<std::uint8_t> u;
+            thread_local std::vector<std::int8_t> et;
+            thread_local detail::int8_wgrad_scratch scratch;
+            for (std::size_t gi = gb; gi < ge; ++gi) {
+                const auto t0 = std::chrono::steady_clock::now();
+                const std::size_t n0 = gi * group, cnt = std::min(group, xs.n - n0), ld = cnt * p;
+                col.resize(kk * ld);
+                dyg.resize(out_ * ld);
+                ef.resize(out_ * ld);
+                et.resize(out_ * ld);
+                u.resize(kk * ld);
+                for (std::size_t s = 0; s < cnt; ++s) {
+                    im2col(xq_.data() + (n0 + s) * xstride, g, col.data() + s * p, ld);
+                }
+                for (std::size_t i = 0; i < kk * ld; ++i) {
+                    col[i] *= inv; // the codes, exactly (scale_ is a power of two)
+                    u[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(col[i]) + 128);
+                }
+                detail::gather_outputs(dy.data() + n0 * out_ * p, cnt, out_, p, dyg.data(), ld);
+                rng r(seed, gi);
+                detail::error_codes(dyg.data(), out_, ld, eg, r, ef.data(), et.data());
+                detail::int8_weight_grad(out_, kk, ld, et.data(), u.data(), 128, wcode_.data(),
+                                         acc_.data() + static_cast<std::size_t>(thread) * wsize, scratch);
+                const auto t1 = std::chrono::steady_clock::now();
+                if (need_dx) {
+                    dcol.resize(kk * ld);
+                    if (chunk >= out_) {
+                        kernels::l1_input_grad(kk, ld, out_, ef.data(), ld, wcode_f_.data(), kk, col.data(), ld,
+                                               dcol.data(), ld, rule, clip);
+                        for (auto& v : dcol) {
+                            v *= se * unit;
+                        }
+                    } else {
+                        dsum.assign(kk * ld, 0.0);
+                        for (std::size_t o0 = 0; o0 < out_; o0 += chunk) {
+                            const std::size_t rows = std::min(chunk, out_ - o0);
+                            kernels::l1_input_grad(kk, ld, rows, ef.data() + o0 * ld, ld, wcode_f_.data() + o0 * kk,
+                                                   kk, col.data(), ld, dcol.data(), ld, rule, clip);
+                            for (std::size_t i = 0; i < kk * ld; ++i) {
+                                dsum[i] += dcol[i];
+                            }
+                        }
+                        for (std::size_t i = 0; i < kk * ld; ++i) {
+                            dcol[i] = static_cast<float>(dsum[i] * static_cast<double>(se * unit));
+                        }
+                    }
+                    detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
+                }
+                split.add(thread, t0, t1);
+            }
+        });
+        const double wscale = static_cast<double>(se) * scale_;
+        for (std::size_t i = 0; i < wsize; ++i) {
+            std::int64_t v = 0;
+            for (int t = 0; t < threads; ++t) {
+                v += acc_[static_cast<std::size_t>(t) * wsize + i];
+            }
+            dw_.data()[i] = static_cast<float>(static_cast<double>(v) * wscale);
+        }
+        adaptive_scaling();
+        if (m != nullptr) {
+            const std::uint64_t f = static_cast<std::uint64_t>(xs.n) * out_ * p * kk;
+            const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            const double share = split.share();
+            const op_format ef = op_format::integer(bits), i8 = op_format::integer(8), i32 = op_format::integer(32);
+            // e * x (x an 8-bit code), then the weight term (w + 128) * sum e once per weight; the
+            // scales se, s and se * unit are powers of two: applying them is an exponent adjustment
+            // of the integer result's conversion to float (not counted, like the forward's)
+            m->mac(id(), phase::weight_gradient, ef, i8, f);
+            m->unary(id(), phase::weight_gradient, op_kind::multiply, i32, wsize);
+            if (opt_.eta > 0.0f && raw_norm_ > 0.0) {
+                m->mac(id(), phase::weight_gradient, fp32, fp32, wsize);
+                m->unary(id(), phase::weight_gradient, op_kind::multiply, fp32, wsize);
+            }
+            m->bytes(id(), phase::weight_gradient, x.size() + dy.size() + wsize, 4 * wsize);
+            m->time(id(), phase::weight_gradient, wall * share);
+            if (need_dx) {
+                // per term: the difference of two 8-bit codes, the clamp (two compares), e * g
+                const op_format gf =
+                    op_format::integer(sign_g ? 2 : detail::signed_bits(static_cast<std::int64_t>(gmax)));
+                m->unary(id(), phase::backward_input, op_kind::add, i8, f);
+                m->unary(id(), phase::backward_input, op_kind::compare, op_format::integer(9), 2 * f);
+                m->mac(id(), phase::backward_input, ef, gf, f);
+                m->bytes(id(), phase::backward_input, x.size() + dy.size() + wsize, 4 * dx_.size());
+                m->time(id(), phase::backward_input, wall * (1.0 - share));
+            }
+        }
+    }
+
     /// FIX8: the shared grid, and x and W rounded to it (xq_, wq_ as float
     /// values code * scale, wcode_ as int32 codes).
     void quantize(context& ctx, const tensor4& x) {
@@ -360,6 +501,8 @@ private:
     tensor4 w_, dw_;
     tensor4 y_, dx_, empty_, xq_, wq_;
     std::vector<std::int32_t> wcode_;
+    std::vector<float> wcode_f_;
+    std::vector<std::int64_t> acc_;
     const tensor4* x_ = nullptr;
     std::vector<float> partial_;
     double raw_norm_ = 0.0;

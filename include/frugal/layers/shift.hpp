@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/layers/fixed_backward.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/tensor/im2col.hpp"
 #include "frugal/tensor/kernels/gemm.hpp"
@@ -73,6 +74,11 @@ struct shift_options {
     shift_arithmetic arithmetic = shift_arithmetic::fixed;
     int input_int_bits = 16;  ///< fixed point of the inputs (sign included)
     int input_frac_bits = 16;
+    /// Backward arithmetic: 0 runs it in float (as described above); 2..8
+    /// runs it in fixed point: dY rounded stochastically to that many bits
+    /// on a per-batch grid, dX = W^T dY as integer shifts and adds (exact),
+    /// dW = dY X^T as an exact int8 product with X rounded to 8-bit codes.
+    int error_bits = 0;
 };
 
 namespace detail {
@@ -89,6 +95,29 @@ inline void gather_outputs(const float* src, std::size_t cnt, std::size_t out, s
         }
     }
 }
+/// Column gradients of `cnt` images (a group matrix, leading dimension ld,
+/// p columns per image) summed back into their images' input gradients.
+inline void scatter_input_grads(const float* dcol, const conv_geometry& g, std::size_t ld, std::size_t cnt,
+                                std::size_t p, float* dx) {
+    const std::size_t xstride = g.c * g.h * g.w;
+    for (std::size_t s = 0; s < cnt; ++s) {
+        float* dxs = dx + s * xstride;
+        std::fill(dxs, dxs + xstride, 0.0f);
+        col2im(dcol + s * p, g, ld, dxs);
+    }
+}
+/// Wall time of a backward split between its weight-gradient and
+/// input-gradient parts, as measured by thread 0 (for the cost meter).
+struct backward_split {
+    double wgrad = 0.0, dx = 0.0;
+    void add(int thread, std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t1) {
+        if (thread == 0) {
+            wgrad += std::chrono::duration<double>(t1 - t0).count();
+            dx += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+        }
+    }
+    [[nodiscard]] double share() const noexcept { return wgrad + dx > 0.0 ? wgrad / (wgrad + dx) : 1.0; }
+};
 /// The inverse of gather_outputs.
 inline void scatter_outputs(const float* src, std::size_t ld, std::size_t cnt, std::size_t out, std::size_t p,
                             float* dst) noexcept {
@@ -119,6 +148,7 @@ public:
         if (o.weight_bits < 2 || o.weight_bits > 6) {
             throw error(detail::concat("frugal::shift_conv2d: weight_bits must be in [2, 6], not ", o.weight_bits));
         }
+        detail::check_error_bits(o.error_bits, "frugal::shift_conv2d");
         if (o.input_frac_bits < 0 || o.input_int_bits < 1 || o.input_int_bits + o.input_frac_bits > 32) {
             throw error(detail::concat("frugal::shift_conv2d: the input format fixed<", o.input_int_bits, ", ",
                                        o.input_frac_bits, "> must have 1 to 32 bits"));
@@ -282,6 +312,10 @@ public:
         if (need_dx) {
             ensure_shape(dx_, xs);
         }
+        if (opt_.error_bits > 0) {
+            backward_fixed(ctx, dy, x, g, start);
+            return need_dx ? dx_ : empty_;
+        }
         const std::size_t p = g.cols(), kk = g.rows(), group = detail::column_group(p, xs.n);
         const std::size_t groups = (xs.n + group - 1) / group, xstride = g.c * g.h * g.w;
         const int threads = num_threads();
@@ -291,7 +325,7 @@ public:
         }
         const bool fixed = opt_.arithmetic == shift_arithmetic::fixed;
         const int frac = opt_.input_frac_bits, bits = opt_.input_int_bits + opt_.input_frac_bits;
-        double wgrad_time = 0.0, dx_time = 0.0;
+        detail::backward_split split;
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
             thread_local std::vector<float> col, dyg, dcol;
             thread_local std::vector<std::int64_t> raw;
@@ -319,16 +353,9 @@ public:
                 if (need_dx) {
                     dcol.resize(kk * ld);
                     kernels::shift_float(packed_t_, ld, dyg.data(), ld, dcol.data(), ld);
-                    for (std::size_t s = 0; s < cnt; ++s) {
-                        float* dxs = dx_.data() + (n0 + s) * xstride;
-                        std::fill(dxs, dxs + xstride, 0.0f);
-                        col2im(dcol.data() + s * p, g, ld, dxs);
-                    }
+                    detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
                 }
-                if (thread == 0) {
-                    wgrad_time += std::chrono::duration<double>(t1 - t0).count();
-                    dx_time += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-                }
+                split.add(thread, t0, t1);
             }
         });
         if (need_dw) {
@@ -339,16 +366,11 @@ public:
                     dw_[i] += part[i];
                 }
             }
-            // straight-through: dS = dW, dP = dW * sign * 2^round(P) * ln 2 = dW * W * ln 2
-            constexpr float ln2 = 0.693147180559945309f;
-            for (std::size_t i = 0; i < wsize; ++i) {
-                ds_.data()[i] = opt_.freeze_sign ? 0.0f : dw_[i];
-                dp_.data()[i] = dw_[i] * w_.data()[i] * ln2;
-            }
+            map_weight_grad();
         }
         if (m != nullptr) {
             const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            const double share = wgrad_time + dx_time > 0.0 ? wgrad_time / (wgrad_time + dx_time) : 1.0;
+            const double share = split.share();
             if (need_dw) {
                 m->mac(id(), phase::weight_gradient, fp32, fp32, static_cast<std::uint64_t>(xs.n) * out_ * kk * p);
                 m->unary(id(), phase::weight_gradient, op_kind::multiply, fp32, 2 * wsize);
@@ -405,6 +427,135 @@ public:
     }
 
 private:
+    /// Straight-through: dS = dW, dP = dW * sign * 2^round(P) * ln 2 = dW * W * ln 2.
+    void map_weight_grad() {
+        constexpr float ln2 = 0.693147180559945309f;
+        for (std::size_t i = 0; i < dw_.size(); ++i) {
+            ds_.data()[i] = opt_.freeze_sign ? 0.0f : dw_[i];
+            dp_.data()[i] = dw_[i] * w_.data()[i] * ln2;
+        }
+    }
+
+    /// The fixed-point backward (error_bits > 0). e: dY's codes on the grid
+    /// se, a power of two (stochastic rounding). dX = se * 2^-max_shift * (W^T e as integer
+    /// shifts and adds, exact in int64). dW = se * sx * sum_j e * (u - z),
+    /// u the inputs' 8-bit codes: unsigned on [0, max x] (z = 0) when no
+    /// input is negative, else symmetric (+-127, stored as code + 128, z =
+    /// 128), nearest rounding; the exact int8 product, int64 over groups.
+    void backward_fixed(context& ctx, const tensor4& dy, const tensor4& x, const conv_geometry& g,
+                        std::chrono::steady_clock::time_point start) {
+        cost_meter* m = meter(ctx);
+        const shape4 xs = shape_of(x);
+        const bool need_dx = input_grad();
+        const bool need_dw = !opt_.freeze_shift;
+        const int bits = opt_.error_bits;
+        const float emax = detail::max_abs_finite(dy.data(), dy.size(), name() + ".backward", "the gradient dY");
+        const float se = detail::error_step(emax, bits); // a power of two
+        const detail::grid eg = detail::error_code_grid(se, bits);
+        float xlo = 0.0f, xhi = 0.0f;
+        if (need_dw) {
+            const float xmax = detail::max_abs_finite(x.data(), x.size(), name() + ".backward", "the input X");
+            xlo = *std::min_element(x.begin(), x.end());
+            xhi = xmax;
+        }
+        const bool unsigned_x = xlo >= 0.0f;
+        const std::int32_t z = unsigned_x ? 0 : 128;
+        const float xq = unsigned_x ? 255.0f : 127.0f;
+        const float sx = xhi > 0.0f ? xhi / xq : 1.0f, xinv = xhi > 0.0f ? xq / xhi : 0.0f;
+        const std::size_t p = g.cols(), kk = g.rows(), group = detail::column_group(p, xs.n);
+        const std::size_t groups = (xs.n + group - 1) / group, xstride = g.c * g.h * g.w;
+        const int threads = num_threads();
+        const std::size_t wsize = out_ * kk;
+        if (need_dw) {
+            acc_.assign(static_cast<std::size_t>(threads) * wsize, 0);
+        }
+        const std::uint64_t seed = ctx.random();
+        detail::backward_split split;
+        parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
+            thread_local std::vector<float> col, dyg, ef, dcol;
+            thread_local std::vector<std::int64_t> raw, acc;
+            thread_local std::vector<std::uint8_t> u;
+            thread_local std::vector<std::int8_t> et;
+            thread_local detail::int8_wgrad_scratch scratch;
+            for (std::size_t gi = gb; gi < ge; ++gi) {
+                const auto t0 = std::chrono::steady_clock::now();
+                const std::size_t n0 = gi * group, cnt = std::min(group, xs.n - n0), ld = cnt * p;
+                dyg.resize(out_ * ld);
+                ef.resize(out_ * ld);
+                et.resize(out_ * ld);
+                detail::gather_outputs(dy.data() + n0 * out_ * p, cnt, out_, p, dyg.data(), ld);
+                rng r(seed, gi);
+                detail::error_codes(dyg.data(), out_, ld, eg, r, ef.data(), et.data());
+                if (need_dw) {
+                    col.resize(kk * ld);
+                    u.resize(kk * ld);
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        im2col(x.data() + (n0 + s) * xstride, g, col.data() + s * p, ld);
+                    }
+                    for (std::size_t i = 0; i < kk * ld; ++i) {
+                        u[i] = static_cast<std::uint8_t>(std::nearbyint(std::clamp(col[i] * xinv, -xq, xq)) + z);
+                    }
+                    detail::int8_weight_grad(out_, kk, ld, et.data(), u.data(), z, nullptr,
+                                             acc_.data() + static_cast<std::size_t>(thread) * wsize, scratch);
+                }
+                const auto t1 = std::chrono::steady_clock::now();
+                if (need_dx) {
+                    raw.resize(out_ * ld);
+                    acc.resize(kk * ld);
+                    dcol.resize(kk * ld);
+                    for (std::size_t i = 0; i < out_ * ld; ++i) {
+                        raw[i] = static_cast<std::int64_t>(ef[i]);
+                    }
+                    kernels::shift_fixed(packed_t_, -max_shift(), ld, raw.data(), ld, acc.data(), ld);
+                    kernels::from_fixed_raw(acc.data(), kk * ld, max_shift(), dcol.data());
+                    for (auto& v : dcol) {
+                        v *= se;
+                    }
+                    detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
+                }
+                split.add(thread, t0, t1);
+            }
+        });
+        if (need_dw) {
+            dw_.assign(wsize, 0.0f);
+            const double wscale = static_cast<double>(se) * sx;
+            for (std::size_t i = 0; i < wsize; ++i) {
+                std::int64_t v = 0;
+                for (int t = 0; t < threads; ++t) {
+                    v += acc_[static_cast<std::size_t>(t) * wsize + i];
+                }
+                dw_[i] = static_cast<float>(static_cast<double>(v) * wscale);
+            }
+            map_weight_grad();
+        }
+        if (m != nullptr) {
+            const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            const double share = split.share();
+            const op_format ef = op_format::integer(bits);
+            if (need_dw) {
+                m->mac(id(), phase::weight_gradient, op_format::integer(8), ef,
+                       static_cast<std::uint64_t>(xs.n) * out_ * kk * p);
+                // the scale se * sx (sx is not a power of two) and the dP / dS mapping
+                m->unary(id(), phase::weight_gradient, op_kind::multiply, fp32, 3 * wsize);
+                m->bytes(id(), phase::weight_gradient, x.size() + dy.size(), 4 * 2 * wsize);
+                m->time(id(), phase::weight_gradient, wall * share);
+            }
+            if (need_dx) {
+                // the sum of `bits`-bit codes shifted by up to max_shift over `out_` terms per row
+                int log_terms = 0;
+                while ((std::size_t{1} << log_terms) < out_ * k_ * k_) {
+                    ++log_terms;
+                }
+                const int acc_bits = bits + max_shift() + log_terms <= 32 ? 32 : 64;
+                const std::uint64_t ops = static_cast<std::uint64_t>(xs.n) * p * packed_t_.nonzeros();
+                m->unary(id(), phase::backward_input, op_kind::shift, ef, ops);
+                m->unary(id(), phase::backward_input, op_kind::add, op_format::integer(acc_bits), ops);
+                m->bytes(id(), phase::backward_input, dy.size() + p_.size(), 4 * dx_.size());
+                m->time(id(), phase::backward_input, wall * (1.0 - share));
+            }
+        }
+    }
+
     std::size_t in_, out_, k_;
     shift_options opt_;
     tensor4 p_, s_, dp_, ds_, w_;
@@ -413,6 +564,7 @@ private:
     tensor4 y_, dx_, empty_;
     const tensor4* x_ = nullptr;
     std::vector<float> partial_, dw_;
+    std::vector<std::int64_t> acc_;
 };
 
 static_assert(layer<shift_conv2d>);

@@ -211,15 +211,18 @@ struct channel_mask {
 }
 
 /// The batch-norm layers `prune_rules<Model>` lets pruning shrink.
-template <prunable_model Model>
+template <class Model>
 [[nodiscard]] std::vector<const batchnorm*> prunable_batchnorms(const Model& net) {
+    static_assert(prunable_model<Model>,
+                  "frugal: network slimming prunes channels by their batch-norm scales, and this model has no "
+                  "batch norm the pruning rules know (define frugal::prune_rules<Model>)");
     std::vector<const batchnorm*> bns;
     prune_rules<Model>::for_each(net, [&](const batchnorm& bn) { bns.push_back(&bn); });
     return bns;
 }
 
 /// The Early-Bird ticket mask of `net` at pruning ratio `ratio` (SPEC 2.2 step 2).
-template <prunable_model Model>
+template <class Model>
 [[nodiscard]] channel_mask ticket_mask(const Model& net, double ratio, empty_layer on_empty = empty_layer::keep_one) {
     std::vector<std::span<const float>> gammas;
     std::vector<std::string> names;

@@ -37,13 +37,21 @@
 
 namespace frugal {
 
-/// The compile-time configuration of a ShiftAddNet's layers.
+/// The compile-time configuration of a ShiftAddNet's layers. `ErrorBits`
+/// (0, or 2..8) is the width of the errors of the fixed-point backward of
+/// both layers; FIX8 trains in fixed point end to end by default (8-bit
+/// errors, SPEC 4.2), `shiftadd_config<adder_precision::fix8, false,
+/// shift_arithmetic::fixed, 0>` keeps a float backward.
 template <adder_precision Precision = adder_precision::fp32, bool FixedShift = false,
-          shift_arithmetic Arithmetic = shift_arithmetic::fixed>
+          shift_arithmetic Arithmetic = shift_arithmetic::fixed,
+          int ErrorBits = (Precision == adder_precision::fix8 ? 8 : 0)>
 struct shiftadd_config {
     static constexpr adder_precision precision = Precision;
     static constexpr bool fixed_shift = FixedShift;
     static constexpr shift_arithmetic arithmetic = Arithmetic;
+    static constexpr int error_bits = ErrorBits;
+    static_assert(ErrorBits == 0 || Precision == adder_precision::fix8,
+                  "shiftadd_config: a fixed-point backward (ErrorBits > 0) needs FIX8 adders");
 
     [[nodiscard]] static shift_options shift(const conv_options& o) {
         shift_options s;
@@ -51,6 +59,7 @@ struct shiftadd_config {
         s.padding = o.padding;
         s.arithmetic = Arithmetic;
         s.freeze_shift = FixedShift;
+        s.error_bits = ErrorBits;
         if (FixedShift) {
             // the fixed-shift variant reads signs with threshold 0.5 (SPEC 4.2 [impl])
             s.sign = sign_rule::threshold;
@@ -63,6 +72,7 @@ struct shiftadd_config {
         a.stride = stride;
         a.padding = padding;
         a.precision = Precision;
+        a.error_bits = ErrorBits;
         return a;
     }
 };

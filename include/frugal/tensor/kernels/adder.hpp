@@ -12,7 +12,9 @@
 /// - weight gradient: dW[i][p] += sum_j dY[i][j] * f(B[p][j] - A[i][p]),
 ///   f = identity (AdderNet's full difference) or sign (the true derivative);
 /// - input gradient:  dB[p][j] = sum_i dY[i][j] * g(A[i][p] - B[p][j]),
-///   g = HardTanh, clamp(z, -1, 1) (AdderNet) or sign (the true derivative).
+///   g = HardTanh, clamp(z, -c, c) with c = 1 (AdderNet; another bound c
+///   serves integer codes, where 1.0 is 1/scale codes) or sign (the true
+///   derivative).
 ///
 /// The kernels are vectorized with xsimd over the columns j and are
 /// single-threaded; the `_parallel` variants split the columns over frugal's
@@ -42,7 +44,7 @@ enum class l1_weight_rule : std::uint8_t {
 };
 /// What the input gradient multiplies dY with.
 enum class l1_input_rule : std::uint8_t {
-    hardtanh, ///< clamp(A - B, -1, 1): AdderNet's clipped difference (SPEC 4.2)
+    hardtanh, ///< clamp(A - B, -c, c), c = 1: AdderNet's clipped difference (SPEC 4.2)
     sign      ///< sign(A - B): the true derivative of -|A - B| with respect to B
 };
 
@@ -85,16 +87,18 @@ inline void l1_weight_grad_reference(std::size_t m, std::size_t k, std::size_t n
     }
 }
 
-/// dB[p][j] = sum_i dY[i][j] * g(A[i][p] - B[p][j]), in double (dB is overwritten).
+/// dB[p][j] = sum_i dY[i][j] * g(A[i][p] - B[p][j]), in double (dB is
+/// overwritten); `clip` is the HardTanh bound c.
 inline void l1_input_grad_reference(std::size_t k, std::size_t n, std::size_t m, const float* dy, std::size_t lddy,
                                     const float* a, std::size_t lda, const float* b, std::size_t ldb, float* db,
-                                    std::size_t lddb, l1_input_rule rule) noexcept {
+                                    std::size_t lddb, l1_input_rule rule, float clip = 1.0f) noexcept {
+    const double c = clip;
     for (std::size_t p = 0; p < k; ++p) {
         for (std::size_t j = 0; j < n; ++j) {
             double s = 0.0;
             for (std::size_t i = 0; i < m; ++i) {
                 const double d = static_cast<double>(a[i * lda + p]) - static_cast<double>(b[p * ldb + j]);
-                const double g = rule == l1_input_rule::hardtanh ? std::clamp(d, -1.0, 1.0) : detail::sign_of(d);
+                const double g = rule == l1_input_rule::hardtanh ? std::clamp(d, -c, c) : detail::sign_of(d);
                 s += static_cast<double>(dy[i * lddy + j]) * g;
             }
             db[p * lddb + j] = static_cast<float>(s);
@@ -248,7 +252,8 @@ inline void l1_wgrad(std::size_t m, std::size_t k, std::size_t n, const float* d
 /// dB[PR x NV*W] at column col = sum_i dY * g(A - B), B held in registers.
 template <std::size_t PR, std::size_t NV, l1_input_rule Rule>
 inline void l1_xgrad_micro(std::size_t m, const float* dy, std::size_t lddy, const float* a, std::size_t lda,
-                           const float* b, std::size_t ldb, std::size_t col, float* db, std::size_t lddb) noexcept {
+                           const float* b, std::size_t ldb, std::size_t col, float* db, std::size_t lddb,
+                           float clip) noexcept {
     using simd::fbatch;
     constexpr std::size_t w = simd::width;
     std::array<fbatch, PR * NV> acc, bv;
@@ -258,7 +263,7 @@ inline void l1_xgrad_micro(std::size_t m, const float* dy, std::size_t lddy, con
             bv[q * NV + v] = fbatch::load_unaligned(b + q * ldb + col + v * w);
         }
     }
-    const fbatch one(1.0f), minus_one(-1.0f), zero(0.0f);
+    const fbatch one(1.0f), hi(clip), lo(-clip), zero(0.0f);
     for (std::size_t i = 0; i < m; ++i) {
         std::array<fbatch, NV> g;
         for (std::size_t v = 0; v < NV; ++v) {
@@ -270,7 +275,7 @@ inline void l1_xgrad_micro(std::size_t m, const float* dy, std::size_t lddy, con
                 const fbatch d = av - bv[q * NV + v];
                 fbatch f;
                 if constexpr (Rule == l1_input_rule::hardtanh) {
-                    f = xsimd::min(xsimd::max(d, minus_one), one);
+                    f = xsimd::min(xsimd::max(d, lo), hi);
                 } else {
                     f = xsimd::select(d > zero, one, zero) - xsimd::select(d < zero, one, zero);
                 }
@@ -288,34 +293,34 @@ inline void l1_xgrad_micro(std::size_t m, const float* dy, std::size_t lddy, con
 template <std::size_t NV, l1_input_rule Rule>
 inline void l1_xgrad_rows(std::size_t k, std::size_t m, const float* dy, std::size_t lddy, const float* a,
                           std::size_t lda, const float* b, std::size_t ldb, std::size_t col, float* db,
-                          std::size_t lddb) noexcept {
+                          std::size_t lddb, float clip) noexcept {
     constexpr std::size_t pr = simd::width >= 16 ? 4 : 2;
     std::size_t p = 0;
     for (; p + pr <= k; p += pr) {
-        l1_xgrad_micro<pr, NV, Rule>(m, dy, lddy, a + p, lda, b + p * ldb, ldb, col, db + p * lddb, lddb);
+        l1_xgrad_micro<pr, NV, Rule>(m, dy, lddy, a + p, lda, b + p * ldb, ldb, col, db + p * lddb, lddb, clip);
     }
     for (; p < k; ++p) {
-        l1_xgrad_micro<1, NV, Rule>(m, dy, lddy, a + p, lda, b + p * ldb, ldb, col, db + p * lddb, lddb);
+        l1_xgrad_micro<1, NV, Rule>(m, dy, lddy, a + p, lda, b + p * ldb, ldb, col, db + p * lddb, lddb, clip);
     }
 }
 
 template <l1_input_rule Rule>
 inline void l1_xgrad(std::size_t k, std::size_t n, std::size_t m, const float* dy, std::size_t lddy, const float* a,
-                     std::size_t lda, const float* b, std::size_t ldb, float* db, std::size_t lddb) noexcept {
+                     std::size_t lda, const float* b, std::size_t ldb, float* db, std::size_t lddb, float clip) noexcept {
     constexpr std::size_t w = simd::width;
     std::size_t j = 0;
     for (; j + 2 * w <= n; j += 2 * w) {
-        l1_xgrad_rows<2, Rule>(k, m, dy, lddy, a, lda, b, ldb, j, db, lddb);
+        l1_xgrad_rows<2, Rule>(k, m, dy, lddy, a, lda, b, ldb, j, db, lddb, clip);
     }
     for (; j + w <= n; j += w) {
-        l1_xgrad_rows<1, Rule>(k, m, dy, lddy, a, lda, b, ldb, j, db, lddb);
+        l1_xgrad_rows<1, Rule>(k, m, dy, lddy, a, lda, b, ldb, j, db, lddb, clip);
     }
     for (std::size_t p = 0; p < k; ++p) {
         for (std::size_t jj = j; jj < n; ++jj) {
             float s = 0.0f;
             for (std::size_t i = 0; i < m; ++i) {
                 const float d = a[i * lda + p] - b[p * ldb + jj];
-                const float g = Rule == l1_input_rule::hardtanh ? std::clamp(d, -1.0f, 1.0f)
+                const float g = Rule == l1_input_rule::hardtanh ? std::clamp(d, -clip, clip)
                                                                 : (d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f));
                 s += dy[i * lddy + jj] * g;
             }
@@ -349,14 +354,17 @@ inline void l1_weight_grad(std::size_t m, std::size_t k, std::size_t n, const fl
     }
 }
 
-/// dB[p][j] = sum_i dY[i][j] * g(A[i][p] - B[p][j]) (overwrites dB). Single-threaded.
+/// dB[p][j] = sum_i dY[i][j] * g(A[i][p] - B[p][j]) (overwrites dB); `clip`
+/// is the HardTanh bound c. Single-threaded. On integer-valued operands
+/// (codes) the result is exact while every partial sum stays below 2^24 in
+/// magnitude, e.g. when m * max|dY| * min(c, max|A - B|) < 2^24.
 inline void l1_input_grad(std::size_t k, std::size_t n, std::size_t m, const float* dy, std::size_t lddy,
                           const float* a, std::size_t lda, const float* b, std::size_t ldb, float* db,
-                          std::size_t lddb, l1_input_rule rule) noexcept {
+                          std::size_t lddb, l1_input_rule rule, float clip = 1.0f) noexcept {
     if (rule == l1_input_rule::hardtanh) {
-        detail::l1_xgrad<l1_input_rule::hardtanh>(k, n, m, dy, lddy, a, lda, b, ldb, db, lddb);
+        detail::l1_xgrad<l1_input_rule::hardtanh>(k, n, m, dy, lddy, a, lda, b, ldb, db, lddb, clip);
     } else {
-        detail::l1_xgrad<l1_input_rule::sign>(k, n, m, dy, lddy, a, lda, b, ldb, db, lddb);
+        detail::l1_xgrad<l1_input_rule::sign>(k, n, m, dy, lddy, a, lda, b, ldb, db, lddb, clip);
     }
 }
 
@@ -372,9 +380,9 @@ inline void l1_distance_parallel(std::size_t m, std::size_t n, std::size_t k, co
 /// l1_input_grad with the columns spread over frugal's threads.
 inline void l1_input_grad_parallel(std::size_t k, std::size_t n, std::size_t m, const float* dy, std::size_t lddy,
                                    const float* a, std::size_t lda, const float* b, std::size_t ldb, float* db,
-                                   std::size_t lddb, l1_input_rule rule) {
+                                   std::size_t lddb, l1_input_rule rule, float clip = 1.0f) {
     detail::column_chunks(n, simd::width, [&](std::size_t lo, std::size_t hi) {
-        l1_input_grad(k, hi - lo, m, dy + lo, lddy, a, lda, b + lo, ldb, db + lo, lddb, rule);
+        l1_input_grad(k, hi - lo, m, dy + lo, lddy, a, lda, b + lo, ldb, db + lo, lddb, rule, clip);
     });
 }
 

@@ -5,12 +5,13 @@
 //
 //   recipes                                          combined recipe (SMD + SLU + PFQ) vs FP32, ResNet-38
 //   recipes --recipe all --out runs/recipes          the baseline, each technique alone, and combined
-//   recipes --depth 20 --subset 4096 --epochs 3      a short run (the README's main command)
+//   recipes --depth 20 --subset 4096 --test-subset 2000 --epochs 3   a short run (scripts/run-example)
 //   recipes --help
 //
 // Each recipe is one explicit instantiation of frugal::recipe<...>: the
 // techniques are types; every number on the command line is data. Runs
-// with --out resume: a finished run is read back, not trained again.
+// with --out resume: a finished run is read back, not trained again
+// (--resume off trains every run from the start).
 
 #include <algorithm>
 #include <cstdio>
@@ -52,6 +53,7 @@ struct settings {
     double lr = 0.1, sign_lr = frugal::signsgd::default_lr;
     std::string schedule = "step";
     std::filesystem::path out;
+    bool resume = true;
 };
 
 template <class Recipe>
@@ -66,6 +68,7 @@ frugal::run_report run(const settings& s, frugal::batch_loader& train_data, frug
     o.epochs = s.epochs;
     o.seed = s.opts.seed;
     o.out_dir = s.out.empty() ? std::filesystem::path{} : s.out / name;
+    o.resume = s.resume;
     const bool sign = Recipe::psg || Recipe::signsgd;
     o.schedule = cli::named_schedule(s.schedule, sign ? s.sign_lr : s.lr, iters);
     if constexpr (Recipe::pfq) {
@@ -136,7 +139,8 @@ int main(int argc, char** argv) try {
     const long threads = a.integer("threads", 0, "threads (0: every core)");
     const long subset = a.integer("subset", 0, "train on this many images only (0: all 60000)");
     const long test_subset = a.integer("test-subset", 0, "evaluate on this many test images only (0: all 10000)");
-    const std::string out = a.str("out", "", "output folder: one run folder per recipe (resumes), comparison.svg");
+    const std::string out = a.str("out", "", "output folder: one run folder per recipe, comparison.svg");
+    s.resume = a.flag("resume", true, "continue (or read back) the runs found in --out; off trains them again");
     const std::string data = a.str("data", frugal::default_fashion_mnist_dir().string(), "Fashion-MNIST folder");
     a.finish();
     if (threads > 0) {

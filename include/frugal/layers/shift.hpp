@@ -448,6 +448,9 @@ private:
         const shape4 xs = shape_of(x);
         const bool need_dx = input_grad();
         const bool need_dw = !opt_.freeze_shift;
+        if (!need_dx && !need_dw) { // a frozen first layer: nothing to compute
+            return;
+        }
         const int bits = opt_.error_bits;
         const float emax = detail::max_abs_finite(dy.data(), dy.size(), name() + ".backward", "the gradient dY");
         const float se = detail::error_step(emax, bits); // a power of two

@@ -6,11 +6,14 @@
 // convolution and the classifier stay float (SPEC §3.2), as do batch norm and
 // ReLU.
 //
-//   build/bench/bench_fractrain_step [depth] [steps] [runs] [threads]
+//   build/bench/bench_fractrain_step [depth] [steps] [runs] [threads] [only]
 //   e.g. build/release/bench/bench_fractrain_step 20 10 5 2
+//   `only`: run just FP32 and the subjects whose name contains it (e.g.
+//   "8/8/8" for a profile of the 8-bit network next to its baseline)
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include <frugal/layers/quantized_conv.hpp>
@@ -26,6 +29,7 @@ int main(int argc, char** argv) {
     const int steps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 10;
     const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 5;
     const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
+    const std::string only = argc > 5 ? argv[5] : "";
     frugal::set_num_threads(threads);
     bench::fashion_batches fm;
     using qblock = frugal::quantized_block;
@@ -45,6 +49,11 @@ int main(int argc, char** argv) {
     subjects.push_back(bench::make_train_subject("int (4/4/6)", q4, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("int (3/3/6)", q3, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("dfq (gated)", dfq, fm.loader, 5));
+    if (!only.empty()) { // FP32 stays first: the baseline of every ratio
+        std::erase_if(subjects, [&](const bench::train_subject& s) {
+            return s.name != "fp32" && s.name.find(only) == std::string::npos;
+        });
+    }
     for (auto& s : subjects) {
         s.run(3, nullptr); // warm-up
     }
@@ -54,13 +63,20 @@ int main(int argc, char** argv) {
     const double t0 = bench::median_of(t[0]);
     for (std::size_t i = 0; i < subjects.size(); ++i) {
         const double ti = bench::median_of(t[i]);
-        std::printf("%-14s %8.1f ms/step  %5.2fx fp32   runs:", subjects[i].name.c_str(), 1e3 * ti, t0 / ti);
+        // the ratio of each run to the FP32 run next to it (the same machine state), then its median:
+        // steadier than the ratio of medians when the machine's speed drifts between runs
+        std::vector<double> paired;
+        for (std::size_t r = 0; r < t[i].size(); ++r) {
+            paired.push_back(t[0][r] / t[i][r]);
+        }
+        std::printf("%-14s %8.1f ms/step  %5.2fx fp32 (paired %4.2fx)  runs:", subjects[i].name.c_str(), 1e3 * ti,
+                    t0 / ti, bench::median_of(paired));
         for (double v : t[i]) {
             std::printf(" %.0f", 1e3 * v);
         }
         std::printf("\n");
-        std::printf("BENCH fractrain_step depth=%zu net=\"%s\" ms_per_step=%.2f speedup=%.3f\n", depth,
-                    subjects[i].name.c_str(), 1e3 * ti, t0 / ti);
+        std::printf("BENCH fractrain_step depth=%zu net=\"%s\" ms_per_step=%.2f speedup=%.3f paired=%.3f\n", depth,
+                    subjects[i].name.c_str(), 1e3 * ti, t0 / ti, bench::median_of(paired));
     }
     return 0;
 }

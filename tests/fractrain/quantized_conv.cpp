@@ -16,6 +16,7 @@
 #include <frugal/cost/meter.hpp>
 #include <frugal/layers/conv2d.hpp>
 #include <frugal/layers/quantized_conv.hpp>
+#include <frugal/layers/residual.hpp>
 #include <frugal/numeric/random.hpp>
 
 #include "layers/gradcheck.hpp"
@@ -535,4 +536,89 @@ TEST_CASE("quantized_conv: the straight-through gradient passes a finite-differe
     o.rtol = 0.1;
     o.atol = 0.05;
     gradcheck::check(q, x, o);
+}
+
+TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give the result of measuring them") {
+    // basic_block<quantized_conv_maker> hands bn1's output ranges to conv2's forward and each batch
+    // norm's input-gradient ranges to the convolution before it; the same block run step by step
+    // without them (every convolution measures its own ranges) must give bit-identical results
+    for (const std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
+        CAPTURE(stride);
+        using block = fr::basic_block<fr::quantized_conv_maker>;
+        block b(4, stride == 1 ? 4 : 8, stride);
+        fr::rng g(5);
+        b.reset_parameters(g);
+        for (auto& v : b.bn1().beta()) {
+            v = 0.3f * (g.uniform() - 0.5f);
+        }
+        block c = b; // the same weights, run without the ranges
+        const fr::tensor4 x = random_input({3, 4, 9, 9}, g, -0.5f, 1.5f);
+        fr::context ca, cb;
+        ca.random = fr::rng(17);
+        cb.random = fr::rng(17);
+        const fr::tensor4 y1 = b.forward(ca, x);
+        REQUIRE(b.bn1().output_ranges() != nullptr);
+        // the kept ranges are the planes' exact [min, max]
+        {
+            const fr::tensor4& a = b.bn1().forward(cb, b.conv1().forward(cb, x)); // recompute on b itself
+            const fr::shape4 s = fr::shape_of(a);
+            const auto& r = *b.bn1().output_ranges();
+            REQUIRE(r.size() == s.n * s.c);
+            for (std::size_t i = 0; i < r.size(); ++i) {
+                const float* p = a.data() + i * s.h * s.w;
+                CHECK(r[i].lo == *std::min_element(p, p + s.h * s.w));
+                CHECK(r[i].hi == *std::max_element(p, p + s.h * s.w));
+            }
+        }
+        cb.random = fr::rng(17);
+        const fr::tensor4& a = c.bn1().forward(cb, c.conv1().forward(cb, x));
+        const fr::tensor4 z = c.bn2().forward(cb, c.conv2().forward(cb, a)); // conv2 measures
+        fr::tensor4 s = x;
+        if (c.has_projection()) {
+            s = c.projection_bn().forward(cb, c.projection_conv().forward(cb, x));
+        }
+        REQUIRE(y1.size() == z.size());
+        for (std::size_t i = 0; i < z.size(); ++i) {
+            REQUIRE(y1.data()[i] == std::max(z.data()[i] + s.data()[i], 0.0f));
+        }
+        // backward: the same random stream on both sides
+        const fr::tensor4 dy = random_input(fr::shape_of(y1), g, -1.0f, 1.0f);
+        ca.random = fr::rng(23);
+        cb.random = fr::rng(23);
+        const fr::tensor4 dx1 = b.backward(ca, dy);
+        REQUIRE(b.bn2().input_grad_ranges() != nullptr);
+        REQUIRE(b.bn1().input_grad_ranges() != nullptr);
+        fr::tensor4 gated = dy;
+        for (std::size_t i = 0; i < gated.size(); ++i) {
+            gated.data()[i] = y1.data()[i] > 0.0f ? dy.data()[i] : 0.0f;
+        }
+        const fr::tensor4& d2 = c.bn2().backward(cb, gated);
+        const fr::tensor4& gr = c.conv2().backward(cb, d2);
+        const fr::tensor4 db = c.conv1().backward(cb, c.bn1().backward(cb, gr));
+        fr::tensor4 ds = gated;
+        if (c.has_projection()) {
+            ds = c.projection_conv().backward(cb, c.projection_bn().backward(cb, gated));
+        }
+        REQUIRE(dx1.size() == db.size());
+        for (std::size_t i = 0; i < db.size(); ++i) {
+            REQUIRE(dx1.data()[i] == db.data()[i] + ds.data()[i]);
+        }
+        for (std::size_t i = 0; i < b.conv1().weight_grad().size(); ++i) {
+            REQUIRE(b.conv1().weight_grad().data()[i] == c.conv1().weight_grad().data()[i]);
+        }
+        for (std::size_t i = 0; i < b.conv2().weight_grad().size(); ++i) {
+            REQUIRE(b.conv2().weight_grad().data()[i] == c.conv2().weight_grad().data()[i]);
+        }
+    }
+}
+
+TEST_CASE("quantized_conv in a basic block: a non-finite batch-norm output is still reported by the convolution") {
+    fr::basic_block<fr::quantized_conv_maker> b(4, 4, 1);
+    fr::rng g(8);
+    b.reset_parameters(g);
+    b.bn1().beta()(1) = std::numeric_limits<float>::infinity(); // bn1's output: +inf in channel 1
+    const fr::tensor4 x = random_input({2, 4, 6, 6}, g, -1.0f, 1.0f);
+    fr::context ctx;
+    CHECK_THROWS_WITH_AS((void)b.forward(ctx, x), doctest::Contains("NaN or infinity"), fr::numeric_error);
+    CHECK(b.bn1().output_ranges() == nullptr);
 }

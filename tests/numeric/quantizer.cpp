@@ -180,6 +180,79 @@ TEST_CASE("stochastic rounding leaves values on the grid unchanged, however clos
     }
 }
 
+TEST_CASE("the paired stochastic rounding quantizes one input at two grids, each unbiased and on its grid") {
+    // planes of a constant 0.3 or 0.55 of a step above a code of grid a (step 1/16); grid b per plane
+    // (step 1/10 or 1/20, offset -1); an odd plane size (vector body and scalar tail)
+    const std::size_t planes = 40, size = 25003;
+    std::vector<float> x(planes * size);
+    for (std::size_t pl = 0; pl < planes; ++pl) {
+        for (std::size_t i = 0; i < size; ++i) {
+            x[pl * size + i] = pl % 2 == 0 ? (5.0f + 0.3f) / 16.0f : (7.0f + 0.55f) / 16.0f;
+        }
+    }
+    const fr::detail::grid ga{1.0f / 16.0f, 16.0f, 0.0f, 0.0f, 255.0f};
+    const auto gb_of = [](std::size_t pl) { // grid b: step 1/10 (planes < 20) or 1/20, offset -1
+        const float step = pl < 20 ? 0.1f : 0.05f;
+        return fr::detail::grid{step, 1.0f / step, -1.0f, 0.0f, 255.0f};
+    };
+    std::vector<std::uint8_t> qa(x.size()), qb(x.size());
+    fr::rng r(11);
+    fr::detail::quantize_stochastic_planes_pair(
+        x.data(), planes, size, [&](std::size_t) { return ga; }, qa.data(), gb_of, qb.data(), r);
+    for (std::size_t pl = 0; pl < planes; ++pl) {
+        const fr::detail::grid gb = gb_of(pl);
+        double ea = 0.0, eb = 0.0, sa = 0.0, sb = 0.0;
+        for (std::size_t i = 0; i < size; ++i) {
+            const double xv = x[pl * size + i];
+            const double da = qa[pl * size + i] * static_cast<double>(ga.scale) + ga.offset - xv;
+            const double db = qb[pl * size + i] * static_cast<double>(gb.scale) + gb.offset - xv;
+            // each code is one of the two neighbours of its value
+            REQUIRE(std::fabs(da) < ga.scale);
+            REQUIRE(std::fabs(db) < gb.scale);
+            ea += da;
+            eb += db;
+            sa += da * da;
+            sb += db * db;
+        }
+        const double m = static_cast<double>(size), ma = ea / m, mb = eb / m;
+        const double sea = std::sqrt((sa / m - ma * ma) / m), seb = std::sqrt((sb / m - mb * mb) / m);
+        INFO("plane " << pl << ": mean errors " << ma << ", " << mb << "; standard errors " << sea << ", " << seb);
+        CHECK(sea > 0.0);
+        CHECK(std::fabs(ma) <= 4.0 * sea);
+        CHECK(std::fabs(mb) <= 4.0 * seb);
+    }
+    // the two codes of a value come from different draws: both round up for a share frac_a frac_b
+    // of the values (independent draws), not min(frac_a, frac_b) (one shared draw)
+    double both = 0.0, expected = 0.0;
+    for (std::size_t pl = 0; pl < planes; ++pl) {
+        const fr::detail::grid gb = gb_of(pl);
+        const double ta = (static_cast<double>(x[pl * size]) - ga.offset) / ga.scale;
+        const double tb = (static_cast<double>(x[pl * size]) - gb.offset) / gb.scale;
+        const double fa = ta - std::floor(ta), fb = tb - std::floor(tb);
+        for (std::size_t i = 0; i < size; ++i) {
+            const bool up_a = qa[pl * size + i] == static_cast<std::uint8_t>(std::floor(ta) + 1.0);
+            const bool up_b = qb[pl * size + i] == static_cast<std::uint8_t>(std::floor(tb) + 1.0);
+            both += up_a && up_b ? 1.0 : 0.0;
+            expected += fa * fb;
+        }
+    }
+    INFO("both rounded up: " << both << ", independent draws: " << expected);
+    CHECK(std::fabs(both - expected) / static_cast<double>(x.size()) < 0.005);
+    // values on both grids stay unchanged
+    std::vector<float> on(3 * 1001);
+    for (std::size_t i = 0; i < on.size(); ++i) {
+        on[i] = static_cast<float>(i % 128) * 0.5f;
+    }
+    const fr::detail::grid g1{0.5f, 2.0f, 0.0f, 0.0f, 255.0f}, g2{0.25f, 4.0f, 0.0f, 0.0f, 255.0f};
+    std::vector<std::uint8_t> c1(on.size()), c2(on.size());
+    fr::detail::quantize_stochastic_planes_pair(
+        on.data(), 3, 1001, [&](std::size_t) { return g1; }, c1.data(), [&](std::size_t) { return g2; }, c2.data(), r);
+    for (std::size_t i = 0; i < on.size(); ++i) {
+        REQUIRE(c1[i] == static_cast<std::uint8_t>(i % 128));
+        REQUIRE(c2[i] == static_cast<std::uint8_t>(2 * (i % 128)));
+    }
+}
+
 TEST_CASE("bad input gives a clear error") {
     frugal::tensor<float, 1> x = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
     CHECK_THROWS_AS((void)fr::quantize_symmetric(x, 8), fr::numeric_error);

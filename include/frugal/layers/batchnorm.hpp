@@ -14,10 +14,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <utility>
 #include <vector>
 
 #include "frugal/layers/layer.hpp"
+#include "frugal/numeric/quantizer.hpp"
 #include "frugal/numeric/simd.hpp"
 #include "frugal/tensor/parallel.hpp"
 
@@ -114,6 +116,64 @@ inline void combine(const float* g, const float* y, float a, const float* v, flo
         out[i] = a * gate_scalar<Masked>(g, y, i) + b * v[i] + c;
     }
 }
+/// affine<Relu> that also returns the [min, max] of what it wrote; `finite` is cleared when a
+/// value before the ReLU is NaN or infinite (a ReLU alone would hide a NaN).
+template <bool Relu>
+inline value_range affine_range(const float* v, float a, float b, float* out, std::size_t n, bool& finite) noexcept {
+    using simd::fbatch;
+    const fbatch av(a), bv(b), zero(0.0f);
+    fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv);
+        bad += r - r;
+        if constexpr (Relu) {
+            r = xsimd::max(r, zero);
+        }
+        r.store_unaligned(out + i);
+        lo = xsimd::min(lo, r);
+        hi = xsimd::max(hi, r);
+    }
+    value_range range{simd::hmin(lo), simd::hmax(hi)};
+    float tail_bad = 0.0f;
+    for (; i < n; ++i) {
+        float r = a * v[i] + b;
+        tail_bad += r - r;
+        r = Relu ? (r > 0.0f ? r : 0.0f) : r;
+        out[i] = r;
+        range.lo = std::min(range.lo, r);
+        range.hi = std::max(range.hi, r);
+    }
+    finite = finite && xsimd::hadd(bad) == 0.0f && tail_bad == 0.0f;
+    return range;
+}
+/// combine<Masked> that also returns the [min, max] of what it wrote (`finite` as affine_range).
+template <bool Masked>
+inline value_range combine_range(const float* g, const float* y, float a, const float* v, float b, float c,
+                                 float* out, std::size_t n, bool& finite) noexcept {
+    using simd::fbatch;
+    const fbatch av(a), bv(b), cv(c);
+    fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        const fbatch r = xsimd::fma(gate_batch<Masked>(g, y, i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv));
+        r.store_unaligned(out + i);
+        lo = xsimd::min(lo, r);
+        hi = xsimd::max(hi, r);
+        bad += r - r;
+    }
+    value_range range{simd::hmin(lo), simd::hmax(hi)};
+    float tail_bad = 0.0f;
+    for (; i < n; ++i) {
+        const float r = a * gate_scalar<Masked>(g, y, i) + b * v[i] + c;
+        out[i] = r;
+        range.lo = std::min(range.lo, r);
+        range.hi = std::max(range.hi, r);
+        tail_bad += r - r;
+    }
+    finite = finite && xsimd::hadd(bad) == 0.0f && tail_bad == 0.0f;
+    return range;
+}
 } // namespace detail
 
 /// Batch normalization, optionally followed by a ReLU computed in the same
@@ -150,6 +210,25 @@ public:
     [[nodiscard]] bool with_relu() const noexcept { return relu_; }
     [[nodiscard]] float eps() const noexcept { return eps_; }
 
+    /// Keep the [min, max] of every (sample, channel) plane of the output (forward) and/or of the
+    /// input gradient (backward), found in the passes that write them: what a quantized
+    /// convolution next to this layer needs and would otherwise measure in a pass of its own
+    /// (basic_block<quantized_conv_maker> turns them on). Off by default.
+    void keep_ranges(bool output, bool input_grad) noexcept {
+        keep_out_ = output;
+        keep_dx_ = input_grad;
+        out_ok_ = dx_ok_ = false;
+    }
+    /// The last forward's output ranges per plane (index n * channels + c), or nullptr when not
+    /// kept or when a value was not finite (the consumer then measures, and reports, itself).
+    [[nodiscard]] const std::vector<value_range>* output_ranges() const noexcept {
+        return out_ok_ ? &out_ranges_ : nullptr;
+    }
+    /// The last backward's input-gradient ranges per plane, as output_ranges().
+    [[nodiscard]] const std::vector<value_range>* input_grad_ranges() const noexcept {
+        return dx_ok_ ? &dx_ranges_ : nullptr;
+    }
+
     /// gamma = 1, beta = 0, running mean 0, running variance 1.
     void reset_parameters(rng&) {
         gamma_.fill(1.0f);
@@ -176,6 +255,11 @@ public:
             throw shape_error(detail::concat(name(), ": batch normalization in training mode needs more than one value "
                                                      "per channel, got input of shape ", to_string(s)));
         }
+        out_ok_ = false;
+        if (keep_out_) {
+            out_ranges_.resize(s.n * c_);
+            channel_ok_.assign(c_, 0);
+        }
         parallel_for(c_, [&](std::size_t c) {
             float mean, inv;
             if (train_) {
@@ -199,6 +283,17 @@ public:
             mean_[c] = mean;
             inv_std_[c] = inv;
             const float a = gamma_(c) * inv, b = beta_(c) - a * mean;
+            if (keep_out_) {
+                bool finite = std::isfinite(a) && std::isfinite(b);
+                for (std::size_t n = 0; n < s.n; ++n) {
+                    const std::size_t at = (n * c_ + c) * hw;
+                    out_ranges_[n * c_ + c] =
+                        relu_ ? detail::affine_range<true>(x.data() + at, a, b, y_.data() + at, hw, finite)
+                              : detail::affine_range<false>(x.data() + at, a, b, y_.data() + at, hw, finite);
+                }
+                channel_ok_[c] = finite ? 1 : 0;
+                return;
+            }
             for (std::size_t n = 0; n < s.n; ++n) {
                 if (relu_) {
                     detail::affine<true>(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
@@ -207,6 +302,7 @@ public:
                 }
             }
         });
+        out_ok_ = keep_out_ && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::forward, fp32, fp32, train_ ? 3 * e : e); // statistics (2 per value) and the affine map
@@ -231,11 +327,18 @@ public:
         if (need_dx) {
             ensure_shape(dx_, s);
         }
+        dx_ok_ = false;
+        const bool ranges = keep_dx_ && need_dx;
+        if (ranges) {
+            dx_ranges_.resize(s.n * c_);
+            channel_ok_.assign(c_, 0);
+        }
         if (relu_) {
             backward_planes<true>(x, dy, s, need_dx);
         } else {
             backward_planes<false>(x, dy, s, need_dx);
         }
+        dx_ok_ = ranges && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::weight_gradient, fp32, fp32, 2 * e);
@@ -310,6 +413,17 @@ private:
             // evaluation: dx = gi * dy
             const float mdy = train_ ? sum_dy / count : 0.0f, mdyx = train_ ? sum_dy_xhat / count : 0.0f;
             const float kx = -gi * inv * mdyx, k0 = gi * (mu * inv * mdyx - mdy);
+            if (keep_dx_) {
+                bool finite = true;
+                for (std::size_t n = 0; n < s.n; ++n) {
+                    const std::size_t at = (n * c_ + c) * hw;
+                    dx_ranges_[n * c_ + c] = detail::combine_range<Masked>(dy.data() + at, y_.data() + at, gi,
+                                                                           x.data() + at, kx, k0, dx_.data() + at, hw,
+                                                                           finite);
+                }
+                channel_ok_[c] = finite ? 1 : 0;
+                return;
+            }
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
                 detail::combine<Masked>(dy.data() + at, y_.data() + at, gi, x.data() + at, kx, k0, dx_.data() + at, hw);
@@ -331,6 +445,9 @@ private:
     tensor4 y_, dx_, empty_;
     const tensor4* x_ = nullptr;
     bool train_ = true;
+    bool keep_out_ = false, keep_dx_ = false, out_ok_ = false, dx_ok_ = false;
+    std::vector<value_range> out_ranges_, dx_ranges_; // per (sample, channel) plane
+    std::vector<char> channel_ok_;                    // per channel: every value finite
 };
 
 static_assert(layer<batchnorm>);

@@ -87,6 +87,35 @@ struct zero_point_grid {
     grid g;
     int zero = 0;
 };
+/// memcpy for the short runs of this layer (an image row: 7 to 30 bytes, or floats): moves of 32,
+/// 16, 8 and 4 bytes with constant sizes, which the compiler emits inline; a library call per row
+/// cost more than the copy (3% of the 8-bit training step).
+inline void copy_short(void* __restrict dst, const void* __restrict src, std::size_t n) noexcept {
+    auto* d = static_cast<unsigned char*>(dst);
+    const auto* s = static_cast<const unsigned char*>(src);
+    for (; n >= 32; n -= 32, d += 32, s += 32) {
+        std::memcpy(d, s, 32);
+    }
+    if (n >= 16) {
+        std::memcpy(d, s, 16);
+        n -= 16, d += 16, s += 16;
+    }
+    if (n >= 8) {
+        std::memcpy(d, s, 8);
+        n -= 8, d += 8, s += 8;
+    }
+    if (n >= 4) {
+        std::memcpy(d, s, 4);
+        n -= 4, d += 4, s += 4;
+    }
+    if (n >= 2) {
+        std::memcpy(d, s, 2);
+        n -= 2, d += 2, s += 2;
+    }
+    if (n == 1) {
+        *d = *s;
+    }
+}
 [[nodiscard]] inline zero_point_grid nudged_range_grid(value_range r, int bits) noexcept {
     const float lo = std::min(r.lo, 0.0f), hi = std::max(r.hi, 0.0f);
     const float levels = static_cast<float>((1 << bits) - 1);
@@ -157,7 +186,10 @@ public:
     }
     [[nodiscard]] const std::vector<precision_group>& groups() const noexcept { return groups_; }
 
-    const tensor4& forward(context& ctx, const tensor4& x) {
+    /// @param x_ranges  the [min, max] of every (sample, channel) plane of x (index n * C + c) when
+    ///                  the caller already has them exactly (a batch norm that kept them:
+    ///                  basic_block passes them); nullptr: measured here, in a pass over x
+    const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
         float_mode_ = groups_.empty() && prec_.is_full();
         if (float_mode_) {
             return forward_float(ctx, x);
@@ -206,8 +238,12 @@ public:
         // the running range follows the whole batch
         value_range all = running_;
         const bool measure = ctx.training() || !has_running_;
-        if (measure) { // [min, max] of every (sample, channel) plane, in parallel
-            plane_ranges(x.data(), xs.n * xs.c, xs.h * xs.w, ranges_, "frugal::quantized_conv");
+        if (measure) { // [min, max] of every (sample, channel) plane, in parallel, unless known
+            if (x_ranges != nullptr && x_ranges->size() == xs.n * xs.c) {
+                ranges_.assign(x_ranges->begin(), x_ranges->end());
+            } else {
+                plane_ranges(x.data(), xs.n * xs.c, xs.h * xs.w, ranges_, "frugal::quantized_conv");
+            }
             all = range_of(ranges_, 0, xs.n * xs.c);
         }
         // the codes are stored padded (the code of 0.0 around each plane), so that the integer products
@@ -232,7 +268,7 @@ public:
                     detail::quantize_nearest(src, xs.h * xs.w, xg.g, plane.data());
                     std::memset(dst, sg.zx, hp * wp);
                     for (std::size_t y = 0; y < xs.h; ++y) {
-                        std::memcpy(dst + (y + pad) * wp + pad, plane.data() + y * xs.w, xs.w);
+                        detail::copy_short(dst + (y + pad) * wp + pad, plane.data() + y * xs.w, xs.w);
                     }
                 }
             });
@@ -272,7 +308,9 @@ public:
         return y_;
     }
 
-    const tensor4& backward(context& ctx, const tensor4& dy) {
+    /// @param dy_ranges  the [min, max] of every (sample, channel) plane of dy when the caller has
+    ///                   them exactly (as forward's x_ranges); nullptr: measured here
+    const tensor4& backward(context& ctx, const tensor4& dy, const std::vector<value_range>* dy_ranges = nullptr) {
         if (float_mode_) {
             const tensor4& dx = float_.backward(ctx, dy);
             std::copy(float_.weight_grad().begin(), float_.weight_grad().end(), dw_.begin());
@@ -300,15 +338,51 @@ public:
 
         // errors: nudged range grid per group, stochastic rounding. One parallel pass keeps every
         // (sample, channel) plane's [min, max]: the range of dy, and that of dx's scaled error below.
-        plane_ranges(dy.data(), xs.n * out, p, ranges_, "frugal::quantized_conv (output gradient)");
+        if (dy_ranges != nullptr && dy_ranges->size() == xs.n * out) {
+            ranges_.assign(dy_ranges->begin(), dy_ranges->end());
+        } else {
+            plane_ranges(dy.data(), xs.n * out, p, ranges_, "frugal::quantized_conv (output gradient)");
+        }
+        // dx's error e = s_w[o] dy (below) is quantized in the same pass over dy
+        const bool need_dx = input_grad();
+        const std::vector<float>& sw = qw_.scale;
         qg_.resize(dy.size());
+        if (need_dx) {
+            qe_.resize(dy.size());
+        }
         for (auto& sg : segs_) {
             const detail::zero_point_grid eg =
                 detail::nudged_range_grid(range_of(ranges_, sg.s0 * out, sg.n * out), sg.widths.error);
             sg.sg = eg.g.scale;
             sg.zg = eg.zero;
-            stochastic_planes(dy.data() + sg.s0 * per_y, sg.n * out, p, [&](std::size_t) { return eg.g; },
-                              qg_.data() + sg.s0 * per_y, ctx.random);
+            const auto grid_of = [&](std::size_t) { return eg.g; };
+            if (!need_dx) {
+                stochastic_planes(dy.data() + sg.s0 * per_y, sg.n * out, p, grid_of, qg_.data() + sg.s0 * per_y,
+                                  ctx.random);
+                continue;
+            }
+            // e = s_w[o] dy over the group: s_w >= 0, so its range follows from the planes' ranges,
+            // and e's grid is a grid per channel for dy itself (no pass writes e)
+            value_range r{std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest()};
+            for (std::size_t i = sg.s0 * out; i < (sg.s0 + sg.n) * out; ++i) {
+                r.lo = std::min(r.lo, sw[i % out] * ranges_[i].lo);
+                r.hi = std::max(r.hi, sw[i % out] * ranges_[i].hi);
+            }
+            const detail::zero_point_grid ee = detail::nudged_range_grid(r, sg.widths.error);
+            sg.se = ee.g.scale;
+            sg.ze = ee.zero;
+            const auto zcode = static_cast<float>(ee.zero);
+            stochastic_planes_pair(
+                dy.data() + sg.s0 * per_y, sg.n * out, p, grid_of, qg_.data() + sg.s0 * per_y,
+                [&](std::size_t i) {
+                    const float so = sw[i % out];
+                    if (so > 0.0f) { // t = (s_o d - offset) / scale = (d - offset / s_o) s_o / scale
+                        return detail::grid{ee.g.scale / so, ee.g.inv_scale * so, ee.g.offset / so, ee.g.code_lo,
+                                            ee.g.code_hi};
+                    }
+                    return detail::grid{0.0f, 0.0f, 0.0f, zcode, zcode}; // a zero channel: e = 0
+                },
+                qe_.data() + sg.s0 * per_y, ctx.random);
         }
         const auto t1 = std::chrono::steady_clock::now();
 
@@ -320,45 +394,17 @@ public:
         // (oy s + k - 1 - pad, ox s + k - 1 - pad), every other position the code of 0.0 (so a stride
         // leaves zeros between them); the correlation of that plane with the flipped, transposed
         // kernel (in x out k k, unpadded, stride 1) is dx.
-        const bool need_dx = input_grad();
         const tensor4* dx = &empty_;
         if (need_dx) {
             const std::int8_t* wq = qw_.values.data();
-            const std::vector<float>& sw = qw_.scale;
             const std::size_t in = in_channels(), k = kernel(), k2 = k * k, cqo = (out + 3) / 4;
             // rows: input channels; K: (tap of the flipped kernel, output-channel quad, channel in quad);
             // tap t = ky k + kx of the flipped kernel is tap k2 - 1 - t of the forward one
             weight_rows_quads(in, k2, out, at_, rat_, [&](std::size_t c, std::size_t tap, std::size_t o) {
                 return wq[(o * in + c) * k2 + (k2 - 1 - tap)];
             });
-            qe_.resize(dy.size());
-            for (auto& sg : segs_) {
-                // e = s_w[o] dy over the group: s_w >= 0, so its range follows from the planes' ranges,
-                // and e's grid is a grid per channel for dy itself (no pass writes e)
-                value_range r{std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest()};
-                for (std::size_t i = sg.s0 * out; i < (sg.s0 + sg.n) * out; ++i) {
-                    r.lo = std::min(r.lo, sw[i % out] * ranges_[i].lo);
-                    r.hi = std::max(r.hi, sw[i % out] * ranges_[i].hi);
-                }
-                const detail::zero_point_grid eg = detail::nudged_range_grid(r, sg.widths.error);
-                sg.se = eg.g.scale;
-                sg.ze = eg.zero;
-                const auto zcode = static_cast<float>(eg.zero);
-                stochastic_planes(
-                    dy.data() + sg.s0 * per_y, sg.n * out, p,
-                    [&](std::size_t i) {
-                        const float so = sw[i % out];
-                        if (so > 0.0f) { // t = (s_o d - offset) / scale = (d - offset / s_o) s_o / scale
-                            return detail::grid{eg.g.scale / so, eg.g.inv_scale * so, eg.g.offset / so, eg.g.code_lo,
-                                                eg.g.code_hi};
-                        }
-                        return detail::grid{0.0f, 0.0f, 0.0f, zcode, zcode}; // a zero channel: e = 0
-                    },
-                    qe_.data() + sg.s0 * per_y, ctx.random);
-            }
             const conv_geometry gt{out, xs.h + k - 1, xs.w + k - 1, k, 1, 0};
-            const std::size_t hb = gt.h, wb = gt.w, per_e = out * hb * wb, ho = g.out_h(), wo = g.out_w();
-            (void)per_e;
+            const std::size_t hb = gt.h, wb = gt.w, ho = g.out_h(), wo = g.out_w();
             const auto lead = static_cast<std::ptrdiff_t>(k - 1) - static_cast<std::ptrdiff_t>(g.pad);
             const auto st = static_cast<std::ptrdiff_t>(g.stride);
             ensure_shape(dx_, xs);
@@ -366,32 +412,9 @@ public:
                 const auto ze = static_cast<std::uint8_t>(sg.ze);
                 spread4_.resize(xs.n * cqo * hb * wb * 4 + 4 * k + 64); // see integer_conv_quads
                 parallel_chunks(sg.n, [&](std::size_t lo, std::size_t hi, int) {
-                    thread_local std::vector<std::uint8_t> spread; // one sample's planes, then its quads
-                    spread.resize(per_e);
                     for (std::size_t s = sg.s0 + lo; s < sg.s0 + hi; ++s) {
-                        std::memset(spread.data(), ze, per_e);
-                        for (std::size_t o = 0; o < out; ++o) {
-                            const std::uint8_t* src = qe_.data() + s * per_y + o * p;
-                            std::uint8_t* plane = spread.data() + o * hb * wb;
-                            for (std::size_t oy = 0; oy < ho; ++oy) {
-                                const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy) * st + lead;
-                                if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(hb)) {
-                                    continue;
-                                }
-                                std::uint8_t* row = plane + static_cast<std::size_t>(iy) * wb;
-                                if (st == 1 && lead >= 0 && static_cast<std::size_t>(lead) + wo <= wb) {
-                                    std::memcpy(row + lead, src + oy * wo, wo);
-                                    continue;
-                                }
-                                for (std::size_t ox = 0; ox < wo; ++ox) {
-                                    const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox) * st + lead;
-                                    if (ix >= 0 && ix < static_cast<std::ptrdiff_t>(wb)) {
-                                        row[ix] = src[oy * wo + ox];
-                                    }
-                                }
-                            }
-                        }
-                        quads_of_sample(spread.data(), gt, ze, spread4_.data() + s * cqo * hb * wb * 4);
+                        spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, ze,
+                                     spread4_.data() + s * cqo * hb * wb * 4);
                     }
                 });
                 integer_conv_quads(spread4_.data(), gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
@@ -447,7 +470,7 @@ public:
                             for (std::size_t o = 0; o < out; ++o) {
                                 const std::uint8_t* src = qg_.data() + s * per_y + o * p;
                                 for (std::size_t oy = 0; oy < ho; ++oy) {
-                                    std::memcpy(gb.data() + o * pc4 + oy * gp.w, src + oy * wo, wo);
+                                    detail::copy_short(gb.data() + o * pc4 + oy * gp.w, src + oy * wo, wo);
                                 }
                             }
                             kernels::pack_u8_shifted_transposed(pc4, out, gb.data(), pc4, packed);
@@ -755,12 +778,11 @@ private:
         }
         return count > 0 ? all : value_range{};
     }
-    /// detail::quantize_stochastic_planes in parallel: chunks of whole planes (about 16k values
-    /// each, fixed by the sizes alone), each with its own random stream seeded in order from
-    /// `source`, so the codes do not depend on the thread count.
-    template <class GridOf>
-    static void stochastic_planes(const float* x, std::size_t planes, std::size_t size, GridOf&& grid_of,
-                                  std::uint8_t* out, rng& source) {
+    /// body(first, count, rng&) over chunks of whole planes (about 16k values each, fixed by the sizes
+    /// alone) in parallel, each chunk with its own random stream seeded in order from `source`, so
+    /// that what the body draws does not depend on the thread count.
+    template <class Body>
+    static void seeded_plane_chunks(std::size_t planes, std::size_t size, rng& source, Body&& body) {
         const std::size_t per_chunk = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(size, 1)),
                           chunks = (planes + per_chunk - 1) / per_chunk;
         std::vector<std::uint64_t> seeds(chunks); // read by every thread: not thread_local
@@ -769,10 +791,29 @@ private:
         }
         parallel_for(chunks, [&](std::size_t ci) {
             rng r(seeds[ci]);
-            const std::size_t first = ci * per_chunk, count = std::min(per_chunk, planes - first);
+            const std::size_t first = ci * per_chunk;
+            body(first, std::min(per_chunk, planes - first), r);
+        });
+    }
+    /// detail::quantize_stochastic_planes in parallel (seeded_plane_chunks).
+    template <class GridOf>
+    static void stochastic_planes(const float* x, std::size_t planes, std::size_t size, GridOf&& grid_of,
+                                  std::uint8_t* out, rng& source) {
+        seeded_plane_chunks(planes, size, source, [&](std::size_t first, std::size_t count, rng& r) {
             detail::quantize_stochastic_planes(
                 x + first * size, count, size, [&](std::size_t j) { return grid_of(first + j); }, out + first * size,
                 r);
+        });
+    }
+    /// stochastic_planes into two grids at once (detail::quantize_stochastic_planes_pair): one read
+    /// of x.
+    template <class GridA, class GridB>
+    static void stochastic_planes_pair(const float* x, std::size_t planes, std::size_t size, GridA&& grid_a,
+                                       std::uint8_t* out_a, GridB&& grid_b, std::uint8_t* out_b, rng& source) {
+        seeded_plane_chunks(planes, size, source, [&](std::size_t first, std::size_t count, rng& r) {
+            detail::quantize_stochastic_planes_pair(
+                x + first * size, count, size, [&](std::size_t j) { return grid_a(first + j); }, out_a + first * size,
+                [&](std::size_t j) { return grid_b(first + j); }, out_b + first * size, r);
         });
     }
 
@@ -790,6 +831,59 @@ private:
                 r[t] = 4 * q + t < g.c ? codes + (4 * q + t) * plane : zeros.data();
             }
             kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], plane, out + q * plane * 4);
+        }
+    }
+    /// dx's operand for one sample, straight from its error codes (`channels` planes of ho x wo): each
+    /// plane spread onto hb x wb (output (oy, ox) at (oy st + lead, ox st + lead), the code z
+    /// everywhere else) and stored as channel quads (quads_of_sample's layout, channels past
+    /// `channels` at z), without the spread planes in between: only the rows and columns that land
+    /// inside the plane are written after one fill with z.
+    static void spread_quads(const std::uint8_t* e, std::size_t channels, std::size_t ho, std::size_t wo,
+                             std::size_t hb, std::size_t wb, std::ptrdiff_t lead, std::ptrdiff_t st, std::uint8_t z,
+                             std::int8_t* quads) {
+        const std::size_t cq = (channels + 3) / 4, plane = hb * wb;
+        std::memset(quads, static_cast<int>(static_cast<std::uint8_t>(z ^ 0x80u)), cq * plane * 4);
+        // [first, last) of the outputs i < n whose position i st + lead lies in [0, bound)
+        const auto inside = [&](std::size_t n, std::size_t bound) {
+            std::size_t a = 0;
+            while (a < n && static_cast<std::ptrdiff_t>(a) * st + lead < 0) {
+                ++a;
+            }
+            std::size_t b = a;
+            while (b < n && static_cast<std::ptrdiff_t>(b) * st + lead < static_cast<std::ptrdiff_t>(bound)) {
+                ++b;
+            }
+            return std::pair<std::size_t, std::size_t>{a, b};
+        };
+        const auto [x0, x1] = inside(wo, wb);
+        const auto [y0, y1] = inside(ho, hb);
+        if (x0 >= x1) {
+            return;
+        }
+        thread_local std::vector<std::uint8_t> zrow;
+        thread_local std::vector<std::int8_t> words;
+        zrow.assign(wo, z);
+        words.resize(4 * wo);
+        const std::size_t nx = x1 - x0, ps = ho * wo;
+        for (std::size_t q = 0; q < cq; ++q) {
+            for (std::size_t oy = y0; oy < y1; ++oy) {
+                const std::uint8_t* r[4];
+                for (std::size_t t = 0; t < 4; ++t) {
+                    r[t] = (4 * q + t < channels ? e + (4 * q + t) * ps + oy * wo : zrow.data()) + x0;
+                }
+                const auto iy = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(oy) * st + lead);
+                std::int8_t* row = quads + (q * plane + iy * wb) * 4;
+                if (st == 1) {
+                    kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], nx,
+                                                         row + static_cast<std::size_t>(static_cast<std::ptrdiff_t>(x0) + lead) * 4);
+                    continue;
+                }
+                kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], nx, words.data());
+                for (std::size_t ox = x0; ox < x1; ++ox) {
+                    const auto ix = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(ox) * st + lead);
+                    std::memcpy(row + ix * 4, words.data() + (ox - x0) * 4, 4);
+                }
+            }
         }
     }
     /// quads_of_sample for samples [s0, s0 + n) of padded codes (per_sample apart) into `quads`
@@ -846,29 +940,47 @@ private:
         const std::int64_t kk64 = static_cast<std::int64_t>(kk);
         // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
         const bool small = kk < 21000;
+        thread_local std::vector<float> wide; // narrow rows: a whole wide plane, then its rows
         for (std::size_t r = 0; r < m; ++r) {
             const float scale = row_scale(r);
             const std::int64_t row = (128 - z) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z) * kk64;
             const float b = bias != nullptr ? bias[r] : 0.0f;
+            const auto run = [&](const std::int32_t* co, const std::int32_t* cs, std::size_t n, float* yo) {
+                if (small) {
+                    dequantize_run(co, cs, n, static_cast<std::int32_t>(row), scale, b, yo);
+                    return;
+                }
+                for (std::size_t j = 0; j < n; ++j) {
+                    const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
+                    yo[j] = scale * static_cast<float>(v) + b;
+                }
+            };
             for (std::size_t s = 0; s < cnt; ++s) {
-                for (std::size_t oy = 0; oy < ho; ++oy) {
-                    float* yo = out + ((first + s) * m + r) * p + oy * wo;
-                    const std::size_t j0 = s * pc + oy * cw;
-                    const std::int32_t* co = c + r * ld + j0;
-                    const std::int32_t* cs = col_sums + j0;
-                    if (small) { // every term and the sum fit int32: vectorizes as int32 -> float
-                        const auto row32 = static_cast<std::int32_t>(row);
-                        for (std::size_t j = 0; j < wo; ++j) {
-                            yo[j] = scale * static_cast<float>(co[j] + row32 - 128 * cs[j]) + b;
-                        }
-                        continue;
+                float* yo = out + ((first + s) * m + r) * p;
+                const std::int32_t* co = c + r * ld + s * pc;
+                const std::int32_t* cs = col_sums + s * pc;
+                if (cw == wo) { // no junk columns: one run
+                    run(co, cs, p, yo);
+                } else if (wo >= 16) {
+                    for (std::size_t oy = 0; oy < ho; ++oy) {
+                        run(co + oy * cw, cs + oy * cw, wo, yo + oy * wo);
                     }
-                    for (std::size_t j = 0; j < wo; ++j) {
-                        const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
-                        yo[j] = scale * static_cast<float>(v) + b;
+                } else { // rows shorter than a vector: the wide plane in one run, then its rows
+                    const std::size_t span = (ho - 1) * cw + wo;
+                    wide.resize(span);
+                    run(co, cs, span, wide.data());
+                    for (std::size_t oy = 0; oy < ho; ++oy) {
+                        detail::copy_short(yo + oy * wo, wide.data() + oy * cw, wo * sizeof(float));
                     }
                 }
             }
+        }
+    }
+    /// y[j] = scale (c[j] + row - 128 cs[j]) + b, every term in int32 (dequantize's `small` case).
+    static void dequantize_run(const std::int32_t* __restrict c, const std::int32_t* __restrict cs, std::size_t n,
+                               std::int32_t row, float scale, float b, float* __restrict y) noexcept {
+        for (std::size_t j = 0; j < n; ++j) {
+            y[j] = scale * static_cast<float>(c[j] + row - 128 * cs[j]) + b;
         }
     }
 

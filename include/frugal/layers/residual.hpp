@@ -45,6 +45,14 @@ public:
 
     /// Marks the type as a block with a shortcut (what gating requires).
     static constexpr bool has_shortcut = true;
+    /// Whether the convolutions take the plane ranges of their input and output gradient from the
+    /// caller (quantized_conv): the batch norms next to them then keep those ranges in the passes
+    /// that write the tensors, and the convolutions skip a pass of their own.
+    static constexpr bool conv_takes_ranges =
+        requires(conv_type& c, context& ctx, const tensor4& t, const std::vector<value_range>* r) {
+            c.forward(ctx, t, r);
+            c.backward(ctx, t, r);
+        };
 
     /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
     basic_block(std::size_t in, std::size_t out, std::size_t stride = 1) : basic_block(in, out, out, stride) {}
@@ -57,6 +65,13 @@ public:
           conv2_(ConvMaker::make(mid, out, 3, {1, 1, false})), bn2_(out) {
         if (stride != 1 || in != out) {
             proj_.emplace(ConvMaker::make(in, out, 1, {stride, 0, false}), batchnorm(out));
+        }
+        if constexpr (conv_takes_ranges) { // bn1's output is conv2's input; each bn's dx a conv's dy
+            bn1_.keep_ranges(true, true);
+            bn2_.keep_ranges(false, true);
+            if (proj_) {
+                proj_->second.keep_ranges(false, true);
+            }
         }
         set_name("");
     }
@@ -119,7 +134,11 @@ public:
     /// The residual branch: bn2(conv2(relu(bn1(conv1(x))))) (bn1 applies the ReLU in its own pass).
     const tensor4& forward_body(context& ctx, const tensor4& x) {
         const tensor4& a = bn1_.forward(ctx, conv1_.forward(ctx, x));
-        return bn2_.forward(ctx, conv2_.forward(ctx, a));
+        if constexpr (conv_takes_ranges) {
+            return bn2_.forward(ctx, conv2_.forward(ctx, a, bn1_.output_ranges()));
+        } else {
+            return bn2_.forward(ctx, conv2_.forward(ctx, a));
+        }
     }
     /// The shortcut: x itself, or bn(conv1x1(x)).
     const tensor4& forward_shortcut(context& ctx, const tensor4& x) {
@@ -130,13 +149,25 @@ public:
     }
     /// dx of the residual branch for its output gradient d.
     const tensor4& backward_body(context& ctx, const tensor4& d) {
-        const tensor4& g = conv2_.backward(ctx, bn2_.backward(ctx, d));
-        return conv1_.backward(ctx, bn1_.backward(ctx, g));
+        if constexpr (conv_takes_ranges) {
+            const tensor4& d2 = bn2_.backward(ctx, d);
+            const tensor4& g = conv2_.backward(ctx, d2, bn2_.input_grad_ranges());
+            const tensor4& d1 = bn1_.backward(ctx, g);
+            return conv1_.backward(ctx, d1, bn1_.input_grad_ranges());
+        } else {
+            const tensor4& g = conv2_.backward(ctx, bn2_.backward(ctx, d));
+            return conv1_.backward(ctx, bn1_.backward(ctx, g));
+        }
     }
     /// dx of the shortcut for its output gradient d.
     const tensor4& backward_shortcut(context& ctx, const tensor4& d) {
         if (proj_) {
-            return proj_->first.backward(ctx, proj_->second.backward(ctx, d));
+            const tensor4& dp = proj_->second.backward(ctx, d);
+            if constexpr (conv_takes_ranges) {
+                return proj_->first.backward(ctx, dp, proj_->second.input_grad_ranges());
+            } else {
+                return proj_->first.backward(ctx, dp);
+            }
         }
         return d;
     }

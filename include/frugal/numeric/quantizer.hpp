@@ -228,6 +228,56 @@ inline void quantize_stochastic_planes(const float* x, std::size_t planes, std::
         }
     }
 }
+/// Two stochastic quantizations of the same planes in one pass over x: run i
+/// on grid_a(i) into out_a and on grid_b(i) into out_b, each value with its
+/// own uniform draw (as two quantize_stochastic_planes calls would, from one
+/// stream): what a layer that needs x at two grids saves is a read of x.
+template <class Out, class GridA, class GridB>
+inline void quantize_stochastic_planes_pair(const float* x, std::size_t planes, std::size_t size, GridA&& grid_a,
+                                            Out* out_a, GridB&& grid_b, Out* out_b, rng& r) noexcept {
+    using simd::fbatch;
+    simd::lane_rng lanes(r);
+    const fbatch one(1.0f), zero(0.0f);
+    const auto code = [&](const fbatch& v, const fbatch& off, const fbatch& inv, const fbatch& lo, const fbatch& hi) {
+        const fbatch t = (v - off) * inv;
+        const fbatch fl = xsimd::floor(t);
+        return xsimd::clip(fl + xsimd::select(lanes.uniform() < t - fl, one, zero), lo, hi);
+    };
+    const auto scalar = [&](float v, const grid& g) {
+        const float t = (v - g.offset) * g.inv_scale, fl = std::floor(t);
+        return std::clamp(fl + (r.uniform() < t - fl ? 1.0f : 0.0f), g.code_lo, g.code_hi);
+    };
+    for (std::size_t pl = 0; pl < planes; ++pl) {
+        const grid ga = grid_a(pl), gb = grid_b(pl);
+        const float* xp = x + pl * size;
+        Out* oa = out_a + pl * size;
+        Out* ob = out_b + pl * size;
+        const fbatch inva(ga.inv_scale), offa(ga.offset), loa(ga.code_lo), hia(ga.code_hi), sa(ga.scale);
+        const fbatch invb(gb.inv_scale), offb(gb.offset), lob(gb.code_lo), hib(gb.code_hi), sb(gb.scale);
+        std::size_t i = 0;
+        for (; i + simd::width <= size; i += simd::width) {
+            const fbatch v = fbatch::load_unaligned(xp + i);
+            const fbatch qa = code(v, offa, inva, loa, hia), qb = code(v, offb, invb, lob, hib);
+            if constexpr (std::is_same_v<Out, float>) {
+                xsimd::fma(qa, sa, offa).store_unaligned(oa + i);
+                xsimd::fma(qb, sb, offb).store_unaligned(ob + i);
+            } else {
+                simd::store_narrow(xsimd::nearbyint_as_int(qa), oa + i);
+                simd::store_narrow(xsimd::nearbyint_as_int(qb), ob + i);
+            }
+        }
+        for (; i < size; ++i) {
+            const float qa = scalar(xp[i], ga), qb = scalar(xp[i], gb);
+            if constexpr (std::is_same_v<Out, float>) {
+                oa[i] = std::fma(qa, ga.scale, ga.offset);
+                ob[i] = std::fma(qb, gb.scale, gb.offset);
+            } else {
+                oa[i] = static_cast<Out>(qa);
+                ob[i] = static_cast<Out>(qb);
+            }
+        }
+    }
+}
 template <class Out>
 inline void quantize_stochastic(const float* x, std::size_t n, const grid& g, Out* out, rng& r) noexcept {
     quantize_stochastic_planes(x, 1, n, [&](std::size_t) { return g; }, out, r);

@@ -30,6 +30,24 @@ struct conv_geometry {
     }
 };
 
+namespace detail {
+/// dst[i] = src[i * step] for i < n. Inside im2col_padded a byte store may alias anything (T =
+/// uint8_t), and the compiler reloaded the step from the stack on every element; the common
+/// stride 2 gets a loop with the step as a constant.
+template <class T>
+inline void strided_copy(const T* __restrict src, std::size_t step, T* __restrict dst, std::size_t n) noexcept {
+    if (step == 2) {
+        for (std::size_t i = 0; i < n; ++i) {
+            dst[i] = src[2 * i];
+        }
+        return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        dst[i] = src[i * step];
+    }
+}
+} // namespace detail
+
 /// Fills col (rows() x ld) from one image x (c x h x w) of any element type;
 /// positions in the padding get `fill` (0 for float images; the code of 0.0
 /// for quantized ones).
@@ -66,10 +84,9 @@ inline void im2col_padded(const T* x, const conv_geometry& g, T* col, std::size_
                     }
                     if (s == 1) {
                         std::memcpy(d + first, srow + first + off, static_cast<std::size_t>(last - first) * sizeof(T));
-                    } else {
-                        for (std::ptrdiff_t ox = first; ox < last; ++ox) {
-                            d[ox] = srow[ox * s + off];
-                        }
+                    } else if (last > first) {
+                        detail::strided_copy(srow + first * s + off, static_cast<std::size_t>(s), d + first,
+                                             static_cast<std::size_t>(last - first));
                     }
                     for (std::ptrdiff_t ox = last; ox < static_cast<std::ptrdiff_t>(wo); ++ox) {
                         d[ox] = fill;

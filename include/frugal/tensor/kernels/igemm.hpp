@@ -36,6 +36,9 @@
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "frugal/error.hpp"
 #include "frugal/tensor/im2col.hpp"
@@ -194,15 +197,50 @@ inline void pack_u8_shifted_transposed(std::size_t k, std::size_t n, const std::
     detail::check_pack_k(k, "frugal::kernels::pack_u8_shifted_transposed");
     detail::pack_layout(k, n, out);
     const std::size_t full = k / 4;
+    std::int8_t* d = out.data.data();
+    const std::size_t stride = out.stride;
+    // the full groups: word g of row j goes to (g, j), a transposition of 4-byte words
+    const auto word = [&](const std::uint8_t* src, std::size_t g, std::size_t j) {
+        std::uint32_t v;
+        std::memcpy(&v, src + 4 * g, 4);
+        v ^= 0x80808080u; // u - 128 in each byte, as int8
+        std::memcpy(d + (g * stride + j) * 4, &v, 4);
+    };
+    std::size_t j0 = 0;
+#if defined(__SSE2__)
+    // blocks of 4 rows x 4 words, transposed in registers (two rounds of unpacks)
+    const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+    for (; j0 + 4 <= n; j0 += 4) {
+        const std::uint8_t* s0 = bt + j0 * ldt;
+        std::size_t g = 0;
+        for (; g + 4 <= full; g += 4) {
+            const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s0 + 4 * g));
+            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s0 + ldt + 4 * g));
+            const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s0 + 2 * ldt + 4 * g));
+            const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s0 + 3 * ldt + 4 * g));
+            const __m128i ab_lo = _mm_unpacklo_epi32(a, b), ce_lo = _mm_unpacklo_epi32(c, e);
+            const __m128i ab_hi = _mm_unpackhi_epi32(a, b), ce_hi = _mm_unpackhi_epi32(c, e);
+            const __m128i w[4] = {_mm_unpacklo_epi64(ab_lo, ce_lo), _mm_unpackhi_epi64(ab_lo, ce_lo),
+                                  _mm_unpacklo_epi64(ab_hi, ce_hi), _mm_unpackhi_epi64(ab_hi, ce_hi)};
+            for (std::size_t t = 0; t < 4; ++t) {
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(d + ((g + t) * stride + j0) * 4), _mm_xor_si128(w[t], flip));
+            }
+        }
+        for (; g < full; ++g) {
+            for (std::size_t t = 0; t < 4; ++t) {
+                word(s0 + t * ldt, g, j0 + t);
+            }
+        }
+    }
+#endif
+    for (std::size_t j = j0; j < n; ++j) {
+        for (std::size_t g = 0; g < full; ++g) {
+            word(bt + j * ldt, g, j);
+        }
+    }
     for (std::size_t j = 0; j < n; ++j) {
         const std::uint8_t* src = bt + j * ldt;
         std::int32_t sum = 0;
-        for (std::size_t g = 0; g < full; ++g) {
-            std::uint32_t v;
-            std::memcpy(&v, src + 4 * g, 4);
-            v ^= 0x80808080u; // u - 128 in each byte, as int8
-            std::memcpy(out.data.data() + (g * out.stride + j) * 4, &v, 4);
-        }
         for (std::size_t p = full * 4; p < k; ++p) {
             out.data[(p / 4 * out.stride + j) * 4 + p % 4] = static_cast<std::int8_t>(static_cast<int>(src[p]) - 128);
         }

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -83,59 +84,34 @@ inline std::pair<float, float> sum_and_centered_dot(const float* g, const float*
     }
     return {a, b};
 }
-/// out = a * v + b over n floats, then max(., 0) when Relu.
-template <bool Relu = false>
-inline void affine(const float* v, float a, float b, float* out, std::size_t n) noexcept {
-    using simd::fbatch;
-    const fbatch av(a), bv(b), zero(0.0f);
-    std::size_t i = 0;
-    for (; i + simd::width <= n; i += simd::width) {
-        fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv);
-        if constexpr (Relu) {
-            r = xsimd::max(r, zero);
-        }
-        r.store_unaligned(out + i);
-    }
-    for (; i < n; ++i) {
-        const float r = a * v[i] + b;
-        out[i] = Relu ? (r > 0.0f ? r : 0.0f) : r;
-    }
-}
-/// out = a * g + b * v + c over n floats, g masked by y > 0 when Masked.
-template <bool Masked>
-inline void combine(const float* g, const float* y, float a, const float* v, float b, float c, float* out,
-                    std::size_t n) noexcept {
-    using simd::fbatch;
-    const fbatch av(a), bv(b), cv(c);
-    std::size_t i = 0;
-    for (; i + simd::width <= n; i += simd::width) {
-        xsimd::fma(gate_batch<Masked>(g, y, i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv))
-            .store_unaligned(out + i);
-    }
-    for (; i < n; ++i) {
-        out[i] = a * gate_scalar<Masked>(g, y, i) + b * v[i] + c;
-    }
-}
-/// affine<Relu> that also returns the [min, max] of what it wrote; `finite` is cleared when a
-/// value before the ReLU is NaN or infinite (a ReLU alone would hide a NaN).
-template <bool Relu>
-inline value_range affine_range(const float* v, float a, float b, float* out, std::size_t n, bool& finite) noexcept {
+/// out = a * v + b over n floats, then max(., 0) when Relu. With Track, returns the [min, max]
+/// of what it wrote and clears `finite` when a value before the ReLU is NaN or infinite (a ReLU
+/// alone would hide a NaN); without, returns nothing useful and costs nothing more.
+template <bool Relu = false, bool Track = false>
+inline value_range affine(const float* v, float a, float b, float* out, std::size_t n, bool& finite) noexcept {
     using simd::fbatch;
     const fbatch av(a), bv(b), zero(0.0f);
     fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
         fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv);
-        bad += r - r;
+        if constexpr (Track) {
+            bad += r - r;
+        }
         if constexpr (Relu) {
             r = xsimd::max(r, zero);
         }
         r.store_unaligned(out + i);
-        lo = xsimd::min(lo, r);
-        hi = xsimd::max(hi, r);
+        if constexpr (Track) {
+            lo = xsimd::min(lo, r);
+            hi = xsimd::max(hi, r);
+        }
     }
-    value_range range{simd::hmin(lo), simd::hmax(hi)};
+    value_range range{};
     float tail_bad = 0.0f;
+    if constexpr (Track) {
+        range = {simd::hmin(lo), simd::hmax(hi)};
+    }
     for (; i < n; ++i) {
         float r = a * v[i] + b;
         tail_bad += r - r;
@@ -144,13 +120,15 @@ inline value_range affine_range(const float* v, float a, float b, float* out, st
         range.lo = std::min(range.lo, r);
         range.hi = std::max(range.hi, r);
     }
-    finite = finite && xsimd::hadd(bad) == 0.0f && tail_bad == 0.0f;
+    if constexpr (Track) {
+        finite = finite && xsimd::hadd(bad) == 0.0f && tail_bad == 0.0f;
+    }
     return range;
 }
-/// combine<Masked> that also returns the [min, max] of what it wrote (`finite` as affine_range).
-template <bool Masked>
-inline value_range combine_range(const float* g, const float* y, float a, const float* v, float b, float c,
-                                 float* out, std::size_t n, bool& finite) noexcept {
+/// out = a * g + b * v + c over n floats, g masked by y > 0 when Masked; Track as for affine.
+template <bool Masked, bool Track = false>
+inline value_range combine(const float* g, const float* y, float a, const float* v, float b, float c, float* out,
+                           std::size_t n, bool& finite) noexcept {
     using simd::fbatch;
     const fbatch av(a), bv(b), cv(c);
     fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
@@ -158,12 +136,17 @@ inline value_range combine_range(const float* g, const float* y, float a, const 
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch r = xsimd::fma(gate_batch<Masked>(g, y, i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv));
         r.store_unaligned(out + i);
-        lo = xsimd::min(lo, r);
-        hi = xsimd::max(hi, r);
-        bad += r - r;
+        if constexpr (Track) {
+            lo = xsimd::min(lo, r);
+            hi = xsimd::max(hi, r);
+            bad += r - r;
+        }
     }
-    value_range range{simd::hmin(lo), simd::hmax(hi)};
+    value_range range{};
     float tail_bad = 0.0f;
+    if constexpr (Track) {
+        range = {simd::hmin(lo), simd::hmax(hi)};
+    }
     for (; i < n; ++i) {
         const float r = a * gate_scalar<Masked>(g, y, i) + b * v[i] + c;
         out[i] = r;
@@ -171,7 +154,9 @@ inline value_range combine_range(const float* g, const float* y, float a, const 
         range.hi = std::max(range.hi, r);
         tail_bad += r - r;
     }
-    finite = finite && xsimd::hadd(bad) == 0.0f && tail_bad == 0.0f;
+    if constexpr (Track) {
+        finite = finite && xsimd::hadd(bad) == 0.0f && tail_bad == 0.0f;
+    }
     return range;
 }
 } // namespace detail
@@ -255,8 +240,11 @@ public:
             throw shape_error(detail::concat(name(), ": batch normalization in training mode needs more than one value "
                                                      "per channel, got input of shape ", to_string(s)));
         }
+        // the output ranges are what a quantized convolution reads in training (in evaluation it
+        // uses its running range)
+        const bool track = keep_out_ && train_;
         out_ok_ = false;
-        if (keep_out_) {
+        if (track) {
             out_ranges_.resize(s.n * c_);
             channel_ok_.assign(c_, 0);
         }
@@ -283,26 +271,25 @@ public:
             mean_[c] = mean;
             inv_std_[c] = inv;
             const float a = gamma_(c) * inv, b = beta_(c) - a * mean;
-            if (keep_out_) {
-                bool finite = std::isfinite(a) && std::isfinite(b);
+            bool finite = std::isfinite(a) && std::isfinite(b);
+            const auto planes = [&](auto relu, auto track) {
                 for (std::size_t n = 0; n < s.n; ++n) {
                     const std::size_t at = (n * c_ + c) * hw;
-                    out_ranges_[n * c_ + c] =
-                        relu_ ? detail::affine_range<true>(x.data() + at, a, b, y_.data() + at, hw, finite)
-                              : detail::affine_range<false>(x.data() + at, a, b, y_.data() + at, hw, finite);
+                    const value_range r = detail::affine<decltype(relu)::value, decltype(track)::value>(
+                        x.data() + at, a, b, y_.data() + at, hw, finite);
+                    if constexpr (decltype(track)::value) {
+                        out_ranges_[n * c_ + c] = r;
+                    }
                 }
+            };
+            if (track) {
+                relu_ ? planes(std::true_type{}, std::true_type{}) : planes(std::false_type{}, std::true_type{});
                 channel_ok_[c] = finite ? 1 : 0;
-                return;
-            }
-            for (std::size_t n = 0; n < s.n; ++n) {
-                if (relu_) {
-                    detail::affine<true>(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
-                } else {
-                    detail::affine<false>(x.data() + (n * c_ + c) * hw, a, b, y_.data() + (n * c_ + c) * hw, hw);
-                }
+            } else {
+                relu_ ? planes(std::true_type{}, std::false_type{}) : planes(std::false_type{}, std::false_type{});
             }
         });
-        out_ok_ = keep_out_ && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
+        out_ok_ = track && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::forward, fp32, fp32, train_ ? 3 * e : e); // statistics (2 per value) and the affine map
@@ -413,20 +400,20 @@ private:
             // evaluation: dx = gi * dy
             const float mdy = train_ ? sum_dy / count : 0.0f, mdyx = train_ ? sum_dy_xhat / count : 0.0f;
             const float kx = -gi * inv * mdyx, k0 = gi * (mu * inv * mdyx - mdy);
-            if (keep_dx_) {
-                bool finite = true;
-                for (std::size_t n = 0; n < s.n; ++n) {
-                    const std::size_t at = (n * c_ + c) * hw;
-                    dx_ranges_[n * c_ + c] = detail::combine_range<Masked>(dy.data() + at, y_.data() + at, gi,
-                                                                           x.data() + at, kx, k0, dx_.data() + at, hw,
-                                                                           finite);
-                }
-                channel_ok_[c] = finite ? 1 : 0;
-                return;
-            }
+            bool finite = true;
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
-                detail::combine<Masked>(dy.data() + at, y_.data() + at, gi, x.data() + at, kx, k0, dx_.data() + at, hw);
+                if (keep_dx_) {
+                    dx_ranges_[n * c_ + c] = detail::combine<Masked, true>(dy.data() + at, y_.data() + at, gi,
+                                                                           x.data() + at, kx, k0, dx_.data() + at, hw,
+                                                                           finite);
+                } else {
+                    (void)detail::combine<Masked>(dy.data() + at, y_.data() + at, gi, x.data() + at, kx, k0,
+                                                  dx_.data() + at, hw, finite);
+                }
+            }
+            if (keep_dx_) {
+                channel_ok_[c] = finite ? 1 : 0;
             }
         });
     }

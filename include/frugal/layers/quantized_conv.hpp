@@ -384,6 +384,7 @@ public:
                 },
                 qe_.data() + sg.s0 * per_y, ctx.random);
         }
+        // (the meter counts the pass above, both roundings, as the weight gradient's time)
         const auto t1 = std::chrono::steady_clock::now();
 
         // dx = conv^T with the per-channel weight scales folded into the error:

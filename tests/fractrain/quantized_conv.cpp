@@ -539,9 +539,10 @@ TEST_CASE("quantized_conv: the straight-through gradient passes a finite-differe
 }
 
 TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give the result of measuring them") {
-    // basic_block<quantized_conv_maker> hands bn1's output ranges to conv2's forward and each batch
-    // norm's input-gradient ranges to the convolution before it; the same block run step by step
-    // without them (every convolution measures its own ranges) must give bit-identical results
+    // basic_block<quantized_conv_maker> hands bn1's output ranges to conv2's forward, conv1's input
+    // ranges to the projection, and each batch norm's input-gradient ranges to the convolution
+    // before it; the same block run step by step without them (every convolution measures its own
+    // ranges) must give bit-identical results
     for (const std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
         CAPTURE(stride);
         using block = fr::basic_block<fr::quantized_conv_maker>;
@@ -558,6 +559,7 @@ TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give t
         cb.random = fr::rng(17);
         const fr::tensor4 y1 = b.forward(ca, x);
         REQUIRE(b.bn1().output_ranges() != nullptr);
+        REQUIRE(b.conv1().input_ranges() != nullptr); // what the projection was handed
         // the kept ranges are the planes' exact [min, max]
         {
             const fr::tensor4& a = b.bn1().forward(cb, b.conv1().forward(cb, x)); // recompute on b itself
@@ -621,4 +623,27 @@ TEST_CASE("quantized_conv in a basic block: a non-finite batch-norm output is st
     fr::context ctx;
     CHECK_THROWS_WITH_AS((void)b.forward(ctx, x), doctest::Contains("NaN or infinity"), fr::numeric_error);
     CHECK(b.bn1().output_ranges() == nullptr);
+}
+
+TEST_CASE("quantized_conv: input ranges are handed on only from a forward that measured them") {
+    fr::quantized_conv q(3, 4, 3, {1, 1, false}, {8, 8, 8});
+    fr::rng g(9);
+    q.reset_parameters(g);
+    const fr::tensor4 x = random_input({2, 3, 6, 6}, g, -1.0f, 1.0f);
+    fr::context ctx;
+    CHECK(q.input_ranges() == nullptr);
+    (void)q.forward(ctx, x);
+    REQUIRE(q.input_ranges() != nullptr);
+    CHECK(q.input_ranges()->size() == 2 * 3);
+    CHECK((*q.input_ranges())[1].hi == *std::max_element(x.data() + 36, x.data() + 72));
+    // full precision: the float convolution measures nothing, and stale ranges must not survive
+    q.set_precision(fr::bit_widths::full());
+    (void)q.forward(ctx, x);
+    CHECK(q.input_ranges() == nullptr);
+    // a backward reuses the buffer for dy's ranges
+    q.set_precision({8, 8, 8});
+    const fr::tensor4& y = q.forward(ctx, x);
+    REQUIRE(q.input_ranges() != nullptr);
+    (void)q.backward(ctx, random_input(fr::shape_of(y), g, -1.0f, 1.0f));
+    CHECK(q.input_ranges() == nullptr);
 }

@@ -150,6 +150,12 @@ public:
         prec_ = p;
     }
     [[nodiscard]] const bit_widths& get_precision() const noexcept { return prec_; }
+    /// The plane ranges of the last forward's input (what `forward` was given or measured), until
+    /// the next backward; nullptr when that forward did not measure (evaluation with a running
+    /// range) or threw. What a block hands to another convolution reading the same input.
+    [[nodiscard]] const std::vector<value_range>* input_ranges() const noexcept {
+        return input_ranges_ok_ ? &ranges_ : nullptr;
+    }
     /// The running activation range used in evaluation.
     [[nodiscard]] value_range running_range() const noexcept { return running_; }
 
@@ -191,6 +197,7 @@ public:
     ///                  basic_block passes them); nullptr: measured here, in a pass over x
     const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
         float_mode_ = groups_.empty() && prec_.is_full();
+        input_ranges_ok_ = false;
         if (float_mode_) {
             return forward_float(ctx, x);
         }
@@ -245,6 +252,7 @@ public:
                 plane_ranges(x.data(), xs.n * xs.c, xs.h * xs.w, ranges_, "frugal::quantized_conv");
             }
             all = range_of(ranges_, 0, xs.n * xs.c);
+            input_ranges_ok_ = true; // until backward reuses ranges_
         }
         // the codes are stored padded (the code of 0.0 around each plane), so that the integer products
         // read them with the unpadded geometry gp
@@ -335,6 +343,7 @@ public:
         const std::size_t per_xp = gp.c * gp.h * gp.w;
         expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
         const auto t0 = std::chrono::steady_clock::now();
+        input_ranges_ok_ = false; // ranges_ holds dy's from here
 
         // errors: nudged range grid per group, stochastic rounding. One parallel pass keeps every
         // (sample, channel) plane's [min, max]: the range of dy, and that of dx's scaled error below.
@@ -1010,7 +1019,7 @@ private:
     std::vector<precision_group> groups_;
     std::vector<segment> segs_;
     int wbits_ = 8;
-    bool float_mode_ = false, has_running_ = false, have_forward_ = false;
+    bool float_mode_ = false, has_running_ = false, have_forward_ = false, input_ranges_ok_ = false;
     value_range running_{};
     shape4 x_shape_{};
     std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;

@@ -52,6 +52,7 @@ public:
         requires(conv_type& c, context& ctx, const tensor4& t, const std::vector<value_range>* r) {
             c.forward(ctx, t, r);
             c.backward(ctx, t, r);
+            c.input_ranges();
         };
 
     /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
@@ -140,10 +141,17 @@ public:
             return bn2_.forward(ctx, conv2_.forward(ctx, a));
         }
     }
-    /// The shortcut: x itself, or bn(conv1x1(x)).
-    const tensor4& forward_shortcut(context& ctx, const tensor4& x) {
+    /// The shortcut: x itself, or bn(conv1x1(x)). `x_ranges`: x's plane ranges when known (only
+    /// used by convolutions that take them).
+    const tensor4& forward_shortcut(context& ctx, const tensor4& x,
+                                    const std::vector<value_range>* x_ranges = nullptr) {
         if (proj_) {
-            return proj_->second.forward(ctx, proj_->first.forward(ctx, x));
+            if constexpr (conv_takes_ranges) {
+                return proj_->second.forward(ctx, proj_->first.forward(ctx, x, x_ranges));
+            } else {
+                (void)x_ranges;
+                return proj_->second.forward(ctx, proj_->first.forward(ctx, x));
+            }
         }
         return x;
     }
@@ -175,7 +183,7 @@ public:
     /// relu(body(x) + shortcut(x)), the sum and the ReLU in one pass.
     const tensor4& forward(context& ctx, const tensor4& x) {
         const tensor4& body = forward_body(ctx, x);
-        const tensor4& s = forward_shortcut(ctx, x);
+        const tensor4& s = forward_shortcut(ctx, x, conv1_input_ranges());
         ensure_shape(y_, shape_of(body));
         add_relu(body.data(), s.data(), y_.data(), body.size());
         if (cost_meter* m = slot_.bind(ctx.meter)) {
@@ -265,6 +273,16 @@ public:
         if (proj_) {
             f(proj_->first);
             f(proj_->second);
+        }
+    }
+
+    /// What conv1 found of the block input's plane ranges in forward_body (the projection reads the
+    /// same tensor), or nullptr.
+    [[nodiscard]] const std::vector<value_range>* conv1_input_ranges() const noexcept {
+        if constexpr (conv_takes_ranges) {
+            return conv1_.input_ranges();
+        } else {
+            return nullptr;
         }
     }
 

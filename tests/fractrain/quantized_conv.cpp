@@ -14,9 +14,11 @@
 #include <vector>
 
 #include <frugal/cost/meter.hpp>
+#include <frugal/layers/batchnorm.hpp>
 #include <frugal/layers/conv2d.hpp>
 #include <frugal/layers/quantized_conv.hpp>
 #include <frugal/layers/residual.hpp>
+#include <frugal/model/sequential.hpp>
 #include <frugal/numeric/random.hpp>
 
 #include "layers/gradcheck.hpp"
@@ -646,4 +648,116 @@ TEST_CASE("quantized_conv: input ranges are handed on only from a forward that m
     REQUIRE(q.input_ranges() != nullptr);
     (void)q.backward(ctx, random_input(fr::shape_of(y), g, -1.0f, 1.0f));
     CHECK(q.input_ranges() == nullptr);
+}
+
+TEST_CASE("quantized_conv blocks in a stack: each block hands its output's plane ranges to the next") {
+    // repeated<basic_block<quantized_conv_maker>> passes block i's output ranges (found in its
+    // residual pass) to block i + 1; the same blocks run one by one without them must give
+    // bit-identical outputs, and the kept ranges must be the planes' exact [min, max]
+    using block = fr::basic_block<fr::quantized_conv_maker>;
+    fr::rng g(12);
+    std::vector<block> blocks;
+    blocks.emplace_back(4, 4, 1);
+    blocks.emplace_back(4, 8, 2);
+    blocks.emplace_back(8, 8, 1);
+    for (auto& b : blocks) {
+        b.reset_parameters(g);
+    }
+    std::vector<block> copies = blocks;
+    fr::repeated<block> stack(std::move(blocks));
+    const fr::tensor4 x = random_input({3, 4, 10, 10}, g, -0.5f, 1.5f);
+    fr::context ca, cb;
+    ca.random = fr::rng(31);
+    cb.random = fr::rng(31);
+    const fr::tensor4 y1 = stack.forward(ca, x);
+    const fr::tensor4* h = &x;
+    for (std::size_t i = 0; i < copies.size(); ++i) {
+        h = &copies[i].forward(cb, *h); // every convolution measures its own input
+        REQUIRE(stack[i].output_ranges() != nullptr);
+        const auto& r = *stack[i].output_ranges();
+        const fr::shape4 s = fr::shape_of(*h);
+        REQUIRE(r.size() == s.n * s.c);
+        for (std::size_t p = 0; p < r.size(); ++p) {
+            const float* v = h->data() + p * s.h * s.w;
+            CHECK(r[p].lo == *std::min_element(v, v + s.h * s.w));
+            CHECK(r[p].hi == *std::max_element(v, v + s.h * s.w));
+        }
+    }
+    REQUIRE(y1.size() == h->size());
+    for (std::size_t i = 0; i < y1.size(); ++i) {
+        REQUIRE(y1.data()[i] == h->data()[i]);
+    }
+    // evaluation keeps nothing (the convolutions use their running ranges)
+    fr::context ev;
+    ev.mode = fr::run_mode::eval;
+    (void)stack.forward(ev, x);
+    CHECK(stack[0].output_ranges() == nullptr);
+}
+
+TEST_CASE("quantized_conv blocks in a stack: a NaN in a residual sum is reported, not hidden by the ReLU") {
+    using block = fr::basic_block<fr::quantized_conv_maker>;
+    fr::rng g(13);
+    std::vector<block> blocks;
+    blocks.emplace_back(4, 4, 1);
+    blocks.emplace_back(4, 4, 1);
+    for (auto& b : blocks) {
+        b.reset_parameters(g);
+    }
+    blocks[0].bn2().beta()(2) = std::numeric_limits<float>::quiet_NaN(); // block 0's sum: NaN in channel 2
+    fr::repeated<block> stack(std::move(blocks));
+    const fr::tensor4 x = random_input({2, 4, 6, 6}, g, -1.0f, 1.0f);
+    fr::context ctx;
+    CHECK_THROWS_WITH_AS((void)stack.forward(ctx, x), doctest::Contains("residual sum contains NaN or infinity"),
+                         fr::numeric_error);
+    CHECK(stack[0].output_ranges() == nullptr);
+}
+
+TEST_CASE("quantized_conv: the output's plane sums, kept on request in training, are the planes' sums") {
+    for (const std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
+        CAPTURE(stride);
+        fr::quantized_conv q(3, 5, 3, {stride, 1, true}, {8, 8, 8});
+        fr::rng g(10);
+        q.reset_parameters(g);
+        const fr::tensor4 x = random_input({3, 3, 7, 9}, g, -1.0f, 1.0f);
+        fr::context ctx;
+        (void)q.forward(ctx, x);
+        CHECK(q.output_sums() == nullptr); // off by default
+        q.keep_output_sums(true);
+        const fr::tensor4 y = q.forward(ctx, x);
+        REQUIRE(q.output_sums() != nullptr);
+        const fr::shape4 s = fr::shape_of(y);
+        const auto& sums = *q.output_sums();
+        REQUIRE(sums.size() == s.n * s.c);
+        const std::size_t hw = s.h * s.w;
+        for (std::size_t p = 0; p < sums.size(); ++p) {
+            double sum = 0.0, sq = 0.0, mag = 0.0;
+            for (std::size_t i = 0; i < hw; ++i) {
+                const double v = y.data()[p * hw + i];
+                sum += v;
+                sq += v * v;
+                mag += std::abs(v);
+            }
+            CHECK(std::abs(sums[p].first - sum) <= 1e-5 * (mag + 1.0));
+            CHECK(std::abs(sums[p].second - sq) <= 1e-5 * (sq + 1.0));
+        }
+        // a batch norm given the sums computes what it computes without them, bit for bit
+        fr::batchnorm a(5), b(5);
+        const fr::tensor4 ya = a.forward(ctx, y, q.output_sums());
+        const fr::tensor4& yb = b.forward(ctx, y);
+        for (std::size_t i = 0; i < ya.size(); ++i) {
+            REQUIRE(ya.data()[i] == yb.data()[i]);
+        }
+        for (std::size_t c = 0; c < 5; ++c) {
+            CHECK(a.running_mean()(c) == b.running_mean()(c));
+            CHECK(a.running_var()(c) == b.running_var()(c));
+        }
+        // evaluation and full precision keep none
+        fr::context ev;
+        ev.mode = fr::run_mode::eval;
+        (void)q.forward(ev, x);
+        CHECK(q.output_sums() == nullptr);
+        q.set_precision(fr::bit_widths::full());
+        (void)q.forward(ctx, x);
+        CHECK(q.output_sums() == nullptr);
+    }
 }

@@ -22,28 +22,12 @@
 #include "frugal/layers/layer.hpp"
 #include "frugal/numeric/quantizer.hpp"
 #include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 namespace frugal {
 
 namespace detail {
-/// (sum of v, sum of v^2) over n floats, vectorized.
-inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) noexcept {
-    using simd::fbatch;
-    fbatch s(0.0f), q(0.0f);
-    std::size_t i = 0;
-    for (; i + simd::width <= n; i += simd::width) {
-        const fbatch x = fbatch::load_unaligned(v + i);
-        s += x;
-        q = xsimd::fma(x, x, q);
-    }
-    float a = xsimd::hadd(s), b = xsimd::hadd(q);
-    for (; i < n; ++i) {
-        a += v[i];
-        b += v[i] * v[i];
-    }
-    return {a, b};
-}
 /// g where y > 0 (Masked), else g itself.
 template <bool Masked>
 inline simd::fbatch gate_batch(const float* g, const float* y, std::size_t i) noexcept {
@@ -227,7 +211,12 @@ public:
         return x;
     }
 
-    const tensor4& forward(context& ctx, const tensor4& x) {
+    /// @param sums  the (sum, sum of squares) of every (sample, channel) plane of x (index
+    ///              n * C + c), when the layer that wrote x found them (kernels::sum_and_squares,
+    ///              a quantized convolution's output_sums()): training then skips the pass that
+    ///              computes the statistics. Ignored in evaluation and when its size does not match.
+    const tensor4& forward(context& ctx, const tensor4& x,
+                           const std::vector<std::pair<float, float>>* sums = nullptr) {
         cost_meter* m = meter(ctx);
         scoped_timer timer(m, slot(), phase::forward);
         const shape4 s = shape_of(x);
@@ -248,12 +237,14 @@ public:
             out_ranges_.resize(s.n * c_);
             channel_ok_.assign(c_, 0);
         }
+        const bool given = sums != nullptr && sums->size() == s.n * c_;
         parallel_for(c_, [&](std::size_t c) {
             float mean, inv;
             if (train_) {
                 double sum = 0.0, sq = 0.0;
                 for (std::size_t n = 0; n < s.n; ++n) {
-                    const auto [ps, pq] = detail::sum_and_squares(x.data() + (n * c_ + c) * hw, hw);
+                    const auto [ps, pq] = given ? (*sums)[n * c_ + c]
+                                                : kernels::sum_and_squares(x.data() + (n * c_ + c) * hw, hw);
                     sum += ps;
                     sq += pq;
                 }

@@ -68,6 +68,7 @@
 #include "frugal/numeric/precision.hpp"
 #include "frugal/numeric/quantizer.hpp"
 #include "frugal/tensor/im2col.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/kernels/igemm.hpp"
 #include "frugal/tensor/parallel.hpp"
 #include "frugal/tensor/serialize.hpp"
@@ -156,6 +157,15 @@ public:
     [[nodiscard]] const std::vector<value_range>* input_ranges() const noexcept {
         return input_ranges_ok_ ? &ranges_ : nullptr;
     }
+    /// Whether a training forward also computes the (sum, sum of squares) of every plane of its
+    /// output while the plane is in cache (kernels::sum_and_squares): what a batch norm after
+    /// this layer reads instead of a statistics pass of its own. Off by default.
+    void keep_output_sums(bool on) noexcept { keep_sums_ = on; }
+    /// The plane sums of the last forward's output (index n * out + o) when keep_output_sums is on
+    /// and that forward was an integer training forward; else nullptr.
+    [[nodiscard]] const std::vector<std::pair<float, float>>* output_sums() const noexcept {
+        return sums_ok_ ? &out_sums_ : nullptr;
+    }
     /// The running activation range used in evaluation.
     [[nodiscard]] value_range running_range() const noexcept { return running_; }
 
@@ -198,6 +208,7 @@ public:
     const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
         float_mode_ = groups_.empty() && prec_.is_full();
         input_ranges_ok_ = false;
+        sums_ok_ = false;
         if (float_mode_) {
             return forward_float(ctx, x);
         }
@@ -293,16 +304,21 @@ public:
         have_forward_ = true;
         wbits_ = wbits;
         ensure_shape(y_, {xs.n, out, g.out_h(), g.out_w()});
+        const bool want_sums = keep_sums_ && ctx.training();
+        if (want_sums) {
+            out_sums_.resize(xs.n * out);
+        }
+        std::pair<float, float>* sums = want_sums ? out_sums_.data() : nullptr;
         const tensor1& bias = float_.bias();
         for (const auto& sg : segs_) {
             const auto scale = [&](std::size_t o) { return sg.sx * sw[o]; };
             if (quads) {
                 to_quads(qx_.data(), per_xp, padded_geometry(g), sg.zx, xs.n, sg.s0, sg.n, qx4_);
                 integer_conv_quads(qx4_.data(), padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
-                                   scale, bias.size() ? bias.data() : nullptr, y_.data());
+                                   scale, bias.size() ? bias.data() : nullptr, y_.data(), sums);
             } else {
                 integer_conv(qx_.data(), per_xp, padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
-                             scale, bias.size() ? bias.data() : nullptr, y_.data());
+                             scale, bias.size() ? bias.data() : nullptr, y_.data(), sums);
             }
             if (m != nullptr) {
                 const std::uint64_t macs = static_cast<std::uint64_t>(sg.n) * out * p * kk;
@@ -310,6 +326,7 @@ public:
                        macs);
             }
         }
+        sums_ok_ = want_sums;
         if (m != nullptr) {
             m->bytes(id(), phase::forward, x.size() * 4 + w.size() * 4, 4 * y_.size());
         }
@@ -421,11 +438,10 @@ public:
             for (const auto& sg : segs_) {
                 const auto ze = static_cast<std::uint8_t>(sg.ze);
                 spread4_.resize(xs.n * cqo * hb * wb * 4 + 4 * k + 64); // see integer_conv_quads
-                parallel_chunks(sg.n, [&](std::size_t lo, std::size_t hi, int) {
-                    for (std::size_t s = sg.s0 + lo; s < sg.s0 + hi; ++s) {
-                        spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, ze,
-                                     spread4_.data() + s * cqo * hb * wb * 4);
-                    }
+                parallel_dynamic(sg.n, [&](std::size_t i, int) {
+                    const std::size_t s = sg.s0 + i;
+                    spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, ze,
+                                 spread4_.data() + s * cqo * hb * wb * 4);
                 });
                 integer_conv_quads(spread4_.data(), gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
                                    [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
@@ -456,7 +472,15 @@ public:
             dw_acc_.assign(static_cast<std::size_t>(threads) * entries, 0);
             const auto zx = static_cast<std::uint8_t>(sg.zx);
             if (wide) {
-                parallel_chunks(sg.n, [&](std::size_t lo, std::size_t hi, int thread) {
+                // groups of samples handed out dynamically: the per-thread sums are exact integers,
+                // so which thread took a group does not change dW
+                // (about four groups per thread, none longer than the int32 sums allow)
+                const std::size_t share = (sg.n + 4 * static_cast<std::size_t>(threads) - 1) /
+                                          (4 * static_cast<std::size_t>(threads));
+                const std::size_t per = std::max<std::size_t>(1, std::min(group, share)),
+                                  groups = (sg.n + per - 1) / per;
+                parallel_dynamic(groups, [&](std::size_t gi, int thread) {
+                    const std::size_t lo = gi * per, hi = std::min(sg.n, lo + per);
                     thread_local std::vector<std::uint8_t> gb;
                     thread_local std::vector<const std::uint8_t*> rows;
                     thread_local kernels::packed_s8 packed;
@@ -531,7 +555,8 @@ public:
                 });
             } else {
                 const std::size_t groups = (sg.n + group - 1) / group;
-                parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int thread) {
+                parallel_dynamic(groups, [&](std::size_t lo, int thread) { // exact sums, as above
+                    const std::size_t hi = lo + 1;
                     thread_local std::vector<std::uint8_t> col, gb;
                     thread_local kernels::packed_s8 packed;
                     thread_local std::vector<std::int32_t> c;
@@ -687,19 +712,19 @@ private:
     template <class RowScale>
     static void integer_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
                              const std::uint8_t* a, const std::int32_t* ra, std::size_t m, std::size_t s0,
-                             std::size_t n, RowScale&& row_scale, const float* bias, float* out) {
+                             std::size_t n, RowScale&& row_scale, const float* bias, float* out,
+                             std::pair<float, float>* sums = nullptr) {
         const std::size_t kk = g.rows(), ho = g.out_h(), wo = g.out_w(), p = ho * wo, group = group_size(p),
                           groups = (n + group - 1) / group;
-        parallel_chunks(groups, [&](std::size_t lo, std::size_t hi, int) {
+        parallel_dynamic(groups, [&](std::size_t gi, int) { // each group writes its own samples
             thread_local kernels::packed_s8 packed;
             thread_local std::vector<std::int32_t> c;
-            for (std::size_t gi = lo; gi < hi; ++gi) {
-                const std::size_t first = s0 + gi * group, cnt = std::min(group, s0 + n - first), ld = cnt * p;
-                kernels::pack_conv_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
-                c.resize((m + 1) * ld);
-                kernels::igemm_u8s8(m + 1, a, kk, packed, c.data(), ld);
-                dequantize(c.data(), ld, c.data() + m * ld, first, cnt, p, wo, ho, wo, z, ra, m, kk, row_scale, bias, out);
-            }
+            const std::size_t first = s0 + gi * group, cnt = std::min(group, s0 + n - first), ld = cnt * p;
+            kernels::pack_conv_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
+            c.resize((m + 1) * ld);
+            kernels::igemm_u8s8(m + 1, a, kk, packed, c.data(), ld);
+            dequantize(c.data(), ld, c.data() + m * ld, first, cnt, p, wo, ho, wo, z, ra, m, kk, row_scale, bias, out,
+                       sums);
         });
     }
 
@@ -799,7 +824,7 @@ private:
         for (auto& v : seeds) {
             v = source();
         }
-        parallel_for(chunks, [&](std::size_t ci) {
+        parallel_dynamic(chunks, [&](std::size_t ci, int) {
             rng r(seeds[ci]);
             const std::size_t first = ci * per_chunk;
             body(first, std::min(per_chunk, planes - first), r);
@@ -919,7 +944,8 @@ private:
     template <class RowScale>
     static void integer_conv_quads(const std::int8_t* quads, const conv_geometry& g, int z, const std::uint8_t* a,
                                    const std::int32_t* ra, std::size_t m, std::size_t s0, std::size_t n,
-                                   RowScale&& row_scale, const float* bias, float* out) {
+                                   RowScale&& row_scale, const float* bias, float* out,
+                                   std::pair<float, float>* sums = nullptr) {
         const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w, per4 = cq * plane * 4,
                           kk = k2 * cq * 4, ho = g.out_h(), wo = g.out_w(), pw = ho * g.w;
         std::vector<std::size_t> off(k2 * cq);
@@ -928,14 +954,14 @@ private:
                 off[tap * cq + q] = q * plane * 4 + ((tap / g.k) * g.w + tap % g.k) * 4;
             }
         }
-        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) {
+        parallel_dynamic(n, [&](std::size_t i, int) { // each sample writes its own output
             thread_local std::vector<std::int32_t> c;
             c.resize((m + 1) * pw);
-            for (std::size_t s = s0 + lo; s < s0 + hi; ++s) {
-                const kernels::detail::offset_cols b{quads + s * per4, off.data(), kk, pw, k2 * cq};
-                kernels::igemm_u8s8_offsets(m + 1, a, kk, b, c.data(), pw);
-                dequantize(c.data(), pw, c.data() + m * pw, s, 1, pw, g.w, ho, wo, z, ra, m, kk, row_scale, bias, out);
-            }
+            const std::size_t s = s0 + i;
+            const kernels::detail::offset_cols b{quads + s * per4, off.data(), kk, pw, k2 * cq};
+            kernels::igemm_u8s8_offsets(m + 1, a, kk, b, c.data(), pw);
+            dequantize(c.data(), pw, c.data() + m * pw, s, 1, pw, g.w, ho, wo, z, ra, m, kk, row_scale, bias, out,
+                       sums);
         });
     }
 
@@ -945,7 +971,7 @@ private:
     static void dequantize(const std::int32_t* c, std::size_t ld, const std::int32_t* col_sums, std::size_t first,
                            std::size_t cnt, std::size_t pc, std::size_t cw, std::size_t ho, std::size_t wo, int z,
                            const std::int32_t* ra, std::size_t m, std::size_t kk,
-                           RowScale&& row_scale, const float* bias, float* out) {
+                           RowScale&& row_scale, const float* bias, float* out, std::pair<float, float>* sums) {
         const std::size_t p = ho * wo;
         const std::int64_t kk64 = static_cast<std::int64_t>(kk);
         // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
@@ -982,6 +1008,9 @@ private:
                     for (std::size_t oy = 0; oy < ho; ++oy) {
                         detail::copy_short(yo + oy * wo, wide.data() + oy * cw, wo * sizeof(float));
                     }
+                }
+                if (sums != nullptr) { // the plane is still in cache
+                    sums[(first + s) * m + r] = kernels::sum_and_squares(yo, p);
                 }
             }
         }
@@ -1020,6 +1049,8 @@ private:
     std::vector<segment> segs_;
     int wbits_ = 8;
     bool float_mode_ = false, has_running_ = false, have_forward_ = false, input_ranges_ok_ = false;
+    bool keep_sums_ = false, sums_ok_ = false;
+    std::vector<std::pair<float, float>> out_sums_; // per (sample, output channel) plane
     value_range running_{};
     shape4 x_shape_{};
     std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;

@@ -14,7 +14,9 @@
 /// (forward_body/forward_shortcut and their backward passes), which is what
 /// a gate that skips the block per sample needs.
 
+#include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -23,6 +25,8 @@
 #include "frugal/layers/batchnorm.hpp"
 #include "frugal/layers/conv2d.hpp"
 #include "frugal/layers/layer.hpp"
+#include "frugal/numeric/quantizer.hpp"
+#include "frugal/numeric/simd.hpp"
 #include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/parallel.hpp"
 
@@ -46,13 +50,16 @@ public:
     /// Marks the type as a block with a shortcut (what gating requires).
     static constexpr bool has_shortcut = true;
     /// Whether the convolutions take the plane ranges of their input and output gradient from the
-    /// caller (quantized_conv): the batch norms next to them then keep those ranges in the passes
-    /// that write the tensors, and the convolutions skip a pass of their own.
+    /// caller and give the plane sums of their output (quantized_conv): the batch norms next to
+    /// them then keep those ranges in the passes that write the tensors and take the sums as their
+    /// statistics, and each side skips a pass of its own.
     static constexpr bool conv_takes_ranges =
         requires(conv_type& c, context& ctx, const tensor4& t, const std::vector<value_range>* r) {
             c.forward(ctx, t, r);
             c.backward(ctx, t, r);
             c.input_ranges();
+            c.keep_output_sums(true);
+            c.output_sums();
         };
 
     /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
@@ -70,8 +77,11 @@ public:
         if constexpr (conv_takes_ranges) { // bn1's output is conv2's input; each bn's dx a conv's dy
             bn1_.keep_ranges(true, true);
             bn2_.keep_ranges(false, true);
+            conv1_.keep_output_sums(true);
+            conv2_.keep_output_sums(true);
             if (proj_) {
                 proj_->second.keep_ranges(false, true);
+                proj_->first.keep_output_sums(true);
             }
         }
         set_name("");
@@ -133,11 +143,16 @@ public:
     }
 
     /// The residual branch: bn2(conv2(relu(bn1(conv1(x))))) (bn1 applies the ReLU in its own pass).
-    const tensor4& forward_body(context& ctx, const tensor4& x) {
-        const tensor4& a = bn1_.forward(ctx, conv1_.forward(ctx, x));
-        if constexpr (conv_takes_ranges) {
-            return bn2_.forward(ctx, conv2_.forward(ctx, a, bn1_.output_ranges()));
+    /// `x_ranges`: x's plane ranges when known (only used by convolutions that take them).
+    const tensor4& forward_body(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
+        if constexpr (conv_takes_ranges) { // each conv's sums are read after its forward ran
+            const tensor4& c1 = conv1_.forward(ctx, x, x_ranges);
+            const tensor4& a = bn1_.forward(ctx, c1, conv1_.output_sums());
+            const tensor4& c2 = conv2_.forward(ctx, a, bn1_.output_ranges());
+            return bn2_.forward(ctx, c2, conv2_.output_sums());
         } else {
+            (void)x_ranges;
+            const tensor4& a = bn1_.forward(ctx, conv1_.forward(ctx, x));
             return bn2_.forward(ctx, conv2_.forward(ctx, a));
         }
     }
@@ -147,7 +162,8 @@ public:
                                     const std::vector<value_range>* x_ranges = nullptr) {
         if (proj_) {
             if constexpr (conv_takes_ranges) {
-                return proj_->second.forward(ctx, proj_->first.forward(ctx, x, x_ranges));
+                const tensor4& c = proj_->first.forward(ctx, x, x_ranges);
+                return proj_->second.forward(ctx, c, proj_->first.output_sums());
             } else {
                 (void)x_ranges;
                 return proj_->second.forward(ctx, proj_->first.forward(ctx, x));
@@ -181,11 +197,29 @@ public:
     }
 
     /// relu(body(x) + shortcut(x)), the sum and the ReLU in one pass.
-    const tensor4& forward(context& ctx, const tensor4& x) {
-        const tensor4& body = forward_body(ctx, x);
+    /// @param x_ranges  the [min, max] of every (sample, channel) plane of x when the caller has
+    ///                  them exactly (the previous block's output_ranges()); only read by
+    ///                  convolutions that take ranges. When the convolutions take them, a training
+    ///                  forward keeps the output's plane ranges, found in the residual pass.
+    const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
+        const tensor4& body = forward_body(ctx, x, x_ranges);
         const tensor4& s = forward_shortcut(ctx, x, conv1_input_ranges());
         ensure_shape(y_, shape_of(body));
-        add_relu(body.data(), s.data(), y_.data(), body.size());
+        out_ok_ = false;
+        if constexpr (conv_takes_ranges) {
+            if (ctx.training()) {
+                const shape4 ys = shape_of(y_);
+                out_ok_ = add_relu_ranges(body.data(), s.data(), y_.data(), ys.n * ys.c, ys.h * ys.w, out_ranges_);
+                if (!out_ok_) { // the ReLU would hide a NaN from the next layer
+                    throw numeric_error(detail::concat(name_.empty() ? std::string("basic_block") : name_,
+                                                       ": the residual sum contains NaN or infinity"));
+                }
+            } else {
+                add_relu(body.data(), s.data(), y_.data(), body.size());
+            }
+        } else {
+            add_relu(body.data(), s.data(), y_.data(), body.size());
+        }
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::forward, op_kind::add, fp32, body.size());
             m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, body.size());
@@ -286,6 +320,57 @@ public:
         }
     }
 
+    /// The [min, max] of every (sample, channel) plane of the last training forward's output
+    /// (index n * C + c), or nullptr: after an evaluation forward or when the convolutions do not
+    /// take ranges. (A training forward whose residual sum is not finite throws
+    /// frugal::numeric_error instead of letting the ReLU hide it.)
+    [[nodiscard]] const std::vector<value_range>* output_ranges() const noexcept {
+        return out_ok_ ? &out_ranges_ : nullptr;
+    }
+
+    /// c = max(a + b, 0) over `planes` planes of `hw` floats, with the [min, max] of every plane
+    /// of c in `ranges`; false when a sum was NaN or infinite (the ReLU would hide a NaN).
+    static bool add_relu_ranges(const float* a, const float* b, float* c, std::size_t planes, std::size_t hw,
+                                std::vector<value_range>& ranges) {
+        ranges.resize(planes);
+        std::vector<unsigned char> ok(static_cast<std::size_t>(num_threads()), 1);
+        parallel_chunks(planes, [&](std::size_t lo, std::size_t hi, int t) {
+            using simd::fbatch;
+            const fbatch zero(0.0f);
+            fbatch bad(0.0f);
+            float tail_bad = 0.0f;
+            for (std::size_t p = lo; p < hi; ++p) {
+                const std::size_t at = p * hw;
+                const float *pa = a + at, *pb = b + at;
+                float* pc = c + at;
+                fbatch vlo(std::numeric_limits<float>::max()), vhi(std::numeric_limits<float>::lowest());
+                std::size_t i = 0;
+                for (; i + simd::width <= hw; i += simd::width) {
+                    const fbatch v = fbatch::load_unaligned(pa + i) + fbatch::load_unaligned(pb + i);
+                    bad += v - v;
+                    const fbatch r = xsimd::max(v, zero);
+                    r.store_unaligned(pc + i);
+                    vlo = xsimd::min(vlo, r);
+                    vhi = xsimd::max(vhi, r);
+                }
+                value_range r{simd::hmin(vlo), simd::hmax(vhi)};
+                for (; i < hw; ++i) {
+                    const float v = pa[i] + pb[i];
+                    tail_bad += v - v;
+                    const float y = v > 0.0f ? v : 0.0f;
+                    pc[i] = y;
+                    r.lo = std::min(r.lo, y);
+                    r.hi = std::max(r.hi, y);
+                }
+                ranges[p] = r;
+            }
+            if (xsimd::hadd(bad) != 0.0f || tail_bad != 0.0f) {
+                ok[static_cast<std::size_t>(t)] = 0;
+            }
+        });
+        return std::find(ok.begin(), ok.end(), 0) == ok.end();
+    }
+
     /// c = max(a + b, 0), vectorized and spread over the threads.
     static void add_relu(const float* a, const float* b, float* c, std::size_t n) {
         parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) { kernels::add_relu(a + lo, b + lo, c + lo, hi - lo); });
@@ -304,6 +389,8 @@ private:
     batchnorm bn2_;
     std::optional<std::pair<conv_type, batchnorm>> proj_;
     tensor4 y_, dsum_, dx_;
+    std::vector<value_range> out_ranges_; // the output's plane ranges (conv_takes_ranges, training)
+    bool out_ok_ = false;
     meter_slot slot_{"basic_block"};
     std::string name_;
     bool input_grad_ = true;

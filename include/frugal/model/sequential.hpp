@@ -13,6 +13,7 @@
 /// their position: "3.conv2d" for a leaf, "3" for a composite, "3.1.conv1" for
 /// a layer inside the second block of a repeated at position 3.
 
+#include <concepts>
 #include <cstddef>
 #include <string>
 #include <tuple>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "frugal/layers/layer.hpp"
+#include "frugal/numeric/quantizer.hpp"
 
 namespace frugal {
 
@@ -186,10 +188,21 @@ public:
         }
         return s;
     }
+    /// Runs the layers in order. Layers that keep the plane ranges of their output and take those
+    /// of their input (residual blocks of quantized convolutions) hand them on: the next layer's
+    /// quantizer then skips its pass over the tensor.
     const tensor4& forward(context& ctx, const tensor4& x) {
         const tensor4* h = &x;
-        for (auto& l : items_) {
-            h = &l.forward(ctx, *h);
+        if constexpr (hands_on_ranges) {
+            const std::vector<value_range>* r = nullptr;
+            for (auto& l : items_) {
+                h = &l.forward(ctx, *h, r);
+                r = l.output_ranges();
+            }
+        } else {
+            for (auto& l : items_) {
+                h = &l.forward(ctx, *h);
+            }
         }
         return *h;
     }
@@ -232,6 +245,12 @@ public:
     }
 
 private:
+    static constexpr bool hands_on_ranges =
+        requires(L& l, context& ctx, const tensor4& t, const std::vector<value_range>* r) {
+            l.forward(ctx, t, r);
+            { l.output_ranges() } -> std::convertible_to<const std::vector<value_range>*>;
+        };
+
     std::vector<L> items_;
     std::string name_;
 };

@@ -90,6 +90,37 @@ void parallel_for(std::size_t n, F&& f) {
     });
 }
 
+/// Calls f(i, thread) for i in [0, n), handing the items out one at a time to whichever thread
+/// is free (a dynamic schedule) instead of in one fixed chunk per thread. For loops over sizeable
+/// items (a sample's integer product, a group of samples) whose results do not depend on which
+/// thread ran an item: per-item outputs, or per-thread partial sums that are exact (integers).
+/// When one core is slowed (a neighbour on a shared machine), it takes fewer items instead of
+/// making the others wait at the end of the loop.
+template <class F>
+void parallel_dynamic(std::size_t n, F&& f) {
+    const int threads = num_threads();
+    if (n == 0) {
+        return;
+    }
+    const std::size_t t = std::min<std::size_t>(static_cast<std::size_t>(threads), n);
+    if (t <= 1) {
+        for (std::size_t i = 0; i < n; ++i) {
+            f(i, 0);
+        }
+        return;
+    }
+#if FRUGAL_HAS_OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(t))
+    for (std::size_t i = 0; i < n; ++i) {
+        f(i, omp_get_thread_num());
+    }
+#else
+    for (std::size_t i = 0; i < n; ++i) {
+        f(i, 0);
+    }
+#endif
+}
+
 } // namespace frugal
 
 #endif

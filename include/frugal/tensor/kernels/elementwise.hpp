@@ -6,10 +6,31 @@
 /// ranges (parallel_chunks) or samples (parallel_for) over the threads.
 
 #include <cstddef>
+#include <utility>
 
 #include "frugal/numeric/simd.hpp"
 
 namespace frugal::kernels {
+
+/// (sum of v, sum of v^2) over n floats, vectorized. What a batch norm's statistics are built
+/// from, plane by plane: a layer that writes a plane may compute them while it is in cache and
+/// hand them on (the same function on the same values gives the same sums).
+inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) noexcept {
+    using simd::fbatch;
+    fbatch s(0.0f), q(0.0f);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        const fbatch x = fbatch::load_unaligned(v + i);
+        s += x;
+        q = xsimd::fma(x, x, q);
+    }
+    float a = xsimd::hadd(s), b = xsimd::hadd(q);
+    for (; i < n; ++i) {
+        a += v[i];
+        b += v[i] * v[i];
+    }
+    return {a, b};
+}
 
 /// c = max(a + b, 0)
 inline void add_relu(const float* a, const float* b, float* c, std::size_t n) noexcept {

@@ -2,7 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -313,6 +316,34 @@ TEST_CASE("parallel_chunks covers every index once") {
         }
     });
     CHECK(std::count(hits.begin(), hits.end(), 1) == 1001);
+}
+
+TEST_CASE("parallel_dynamic and parallel_spans cover every index once, on valid thread ids") {
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1001}}) {
+        CAPTURE(n);
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<int> bad_thread{0};
+        const int threads = fr::num_threads();
+        fr::parallel_dynamic(n, [&](std::size_t i, int t) {
+            hits[i].fetch_add(1);
+            if (t < 0 || t >= threads) {
+                bad_thread.fetch_add(1);
+            }
+        });
+        CHECK(bad_thread.load() == 0);
+        CHECK(std::count_if(hits.begin(), hits.end(), [](const std::atomic<int>& h) { return h.load() == 1; }) ==
+              static_cast<std::ptrdiff_t>(n));
+        std::vector<std::atomic<int>> cover(n);
+        fr::parallel_spans(n, 64, [&](std::size_t b, std::size_t e) {
+            CHECK(e > b);
+            CHECK(e - b <= 64);
+            for (std::size_t i = b; i < e; ++i) {
+                cover[i].fetch_add(1);
+            }
+        });
+        CHECK(std::count_if(cover.begin(), cover.end(), [](const std::atomic<int>& h) { return h.load() == 1; }) ==
+              static_cast<std::ptrdiff_t>(n));
+    }
 }
 
 } // TEST_SUITE

@@ -69,7 +69,7 @@ public:
     }
     /// dx = dy where y > 0, else 0.
     static void gate(const float* y, const float* dy, float* dx, std::size_t n) {
-        parallel_chunks(n, [&](std::size_t b, std::size_t e, int) { kernels::relu_gate(y + b, dy + b, dx + b, e - b); });
+        parallel_spans(n, 16384, [&](std::size_t b, std::size_t e) { kernels::relu_gate(y + b, dy + b, dx + b, e - b); });
     }
 
 private:

@@ -238,7 +238,7 @@ public:
             channel_ok_.assign(c_, 0);
         }
         const bool given = sums != nullptr && sums->size() == s.n * c_;
-        parallel_for(c_, [&](std::size_t c) {
+        parallel_dynamic(c_, [&](std::size_t c, int) { // channels are independent
             float mean, inv;
             if (train_) {
                 double sum = 0.0, sq = 0.0;
@@ -368,7 +368,7 @@ private:
     void backward_planes(const tensor4& x, const tensor4& dy, const shape4& s, bool need_dx) {
         const std::size_t hw = s.h * s.w;
         const float count = static_cast<float>(s.n * hw);
-        parallel_for(c_, [&](std::size_t c) {
+        parallel_dynamic(c_, [&](std::size_t c, int) { // channels are independent
             const float mu = mean_[c], inv = inv_std_[c];
             double sdy = 0.0, sdyx = 0.0;
             for (std::size_t n = 0; n < s.n; ++n) {

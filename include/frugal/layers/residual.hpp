@@ -334,7 +334,9 @@ public:
                                 std::vector<value_range>& ranges) {
         ranges.resize(planes);
         std::vector<unsigned char> ok(static_cast<std::size_t>(num_threads()), 1);
-        parallel_chunks(planes, [&](std::size_t lo, std::size_t hi, int t) {
+        const std::size_t span = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(hw, 1)); // planes per item
+        parallel_dynamic((planes + span - 1) / span, [&](std::size_t item, int t) {
+            const std::size_t lo = item * span, hi = std::min(planes, lo + span);
             using simd::fbatch;
             const fbatch zero(0.0f);
             fbatch bad(0.0f);
@@ -371,14 +373,14 @@ public:
         return std::find(ok.begin(), ok.end(), 0) == ok.end();
     }
 
-    /// c = max(a + b, 0), vectorized and spread over the threads.
+    /// c = max(a + b, 0), vectorized and spread over the threads (spans of 16k values, dynamically).
     static void add_relu(const float* a, const float* b, float* c, std::size_t n) {
-        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) { kernels::add_relu(a + lo, b + lo, c + lo, hi - lo); });
+        parallel_spans(n, 16384, [&](std::size_t lo, std::size_t hi) { kernels::add_relu(a + lo, b + lo, c + lo, hi - lo); });
     }
 
     /// c = a + b, vectorized and spread over the threads.
     static void add(const float* a, const float* b, float* c, std::size_t n) {
-        parallel_chunks(n, [&](std::size_t lo, std::size_t hi, int) { kernels::add(a + lo, b + lo, c + lo, hi - lo); });
+        parallel_spans(n, 16384, [&](std::size_t lo, std::size_t hi) { kernels::add(a + lo, b + lo, c + lo, hi - lo); });
     }
 
 private:

@@ -121,6 +121,15 @@ void parallel_dynamic(std::size_t n, F&& f) {
 #endif
 }
 
+/// f(begin, end) over the spans of `span` items that cover [0, n) (the last may be shorter),
+/// handed out as parallel_dynamic does: for element-wise passes over large arrays.
+template <class F>
+void parallel_spans(std::size_t n, std::size_t span, F&& f) {
+    span = std::max<std::size_t>(span, 1);
+    parallel_dynamic((n + span - 1) / span,
+                     [&](std::size_t i, int) { f(i * span, std::min(n, (i + 1) * span)); });
+}
+
 } // namespace frugal
 
 #endif

@@ -1,6 +1,8 @@
 // FracTrain's real saving: the training step (forward, backward, optimizer)
 // of a CIFAR ResNet whose residual-block convolutions are quantized_conv
 // (integer kernels) at PFQ's four stages (a3w3e6, a4w4e6, a6w6e8, a8w8e8)
+// at DFQ's dearest option with 12-bit errors (a6w4e12: two 8-bit limbs per
+// error code) next to the same widths with 8-bit errors (a6w4e8),
 // and as a DFQ network (gate, sort by option, groups), against the same
 // ResNet in FP32, in the same run, interleaved; median of the runs. The stem
 // convolution and the classifier stay float (SPEC §3.2), as do batch norm and
@@ -41,6 +43,10 @@ int main(int argc, char** argv) {
     frugal::set_model_precision(q6, {6, 6, 8});
     frugal::set_model_precision(q4, {4, 4, 6});
     frugal::set_model_precision(q3, {3, 3, 6});
+    auto q68 = frugal::cifar_resnet<qblock>(depth);
+    auto q612 = frugal::cifar_resnet<qblock>(depth);
+    frugal::set_model_precision(q68, {6, 4, 8});
+    frugal::set_model_precision(q612, {6, 4, 12});
     auto dfq = frugal::dfq_cifar_resnet(depth);
     std::vector<bench::train_subject> subjects;
     subjects.push_back(bench::make_train_subject("fp32", fp32, fm.loader, 5));
@@ -48,6 +54,8 @@ int main(int argc, char** argv) {
     subjects.push_back(bench::make_train_subject("int (6/6/8)", q6, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("int (4/4/6)", q4, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("int (3/3/6)", q3, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("int (6/4/8)", q68, fm.loader, 5));
+    subjects.push_back(bench::make_train_subject("int (6/4/12)", q612, fm.loader, 5));
     subjects.push_back(bench::make_train_subject("dfq (gated)", dfq, fm.loader, 5));
     if (!only.empty()) { // FP32 stays first: the baseline of every ratio
         std::erase_if(subjects, [&](const bench::train_subject& s) {

@@ -39,6 +39,7 @@
 
 #include "common/cli.hpp"
 #include "common/report.hpp"
+#include "common/schedule.hpp"
 
 namespace {
 
@@ -46,6 +47,7 @@ struct settings {
     std::string recipe;
     std::size_t depth = 38, epochs = 12, batch = 128;
     double lr = 0.1, weight_decay = 1e-4, momentum = 0.9;
+    std::string schedule = "step";
     double p_drop = 0.5;
     bool smd_momentum_step = false;
     frugal::slu_options slu;
@@ -95,7 +97,7 @@ int run(Model& net, const settings& s, UpdateRule update, Sampler sampler, fruga
         frugal::batch_loader& test_data, frugal::fit_options o, GradientRule gradient = {}) {
     frugal::optimizer<GradientRule, UpdateRule> opt(frugal::parameters_of(net), update, gradient);
     const std::uint64_t iters = s.epochs * train_data.batches_per_epoch();
-    o.schedule = frugal::lr_schedule::step({static_cast<float>(s.lr), {iters / 2, iters * 3 / 4}, 0.1f});
+    o.schedule = cli::named_schedule(s.schedule, s.lr, iters); // indexed by nominal iterations (SMD)
     constexpr bool gated_model = requires { net.template get<2>().eval_executed_fraction(); };
     constexpr bool psg_model = std::is_same_v<GradientRule, frugal::predictive_sign>;
     const bool use_swa = s.swa && psg_model;
@@ -147,7 +149,7 @@ int run(Model& net, const settings& s, UpdateRule update, Sampler sampler, fruga
                 static_cast<unsigned long long>(executed), static_cast<unsigned long long>(nominal));
     print_costs(ops);
     cli::write_report(o.out_dir, s.recipe, "resnet" + std::to_string(s.depth), result.history, result.meter,
-                      {{"recipe", s.recipe}, {"epochs", std::to_string(s.epochs)}});
+                      {{"recipe", s.recipe}, {"epochs", std::to_string(s.epochs)}, {"schedule", s.schedule}});
     if (use_swa && swa.count() > 0) {
         swa.swap();
         recompute_batchnorm(net, train_data, 100);
@@ -168,7 +170,11 @@ int main(int argc, char** argv) try {
     s.depth = static_cast<std::size_t>(a.integer("depth", 38, "ResNet depth 6n + 2 (38: ResNet-38)"));
     s.epochs = static_cast<std::size_t>(a.integer("epochs", 12, "nominal epochs (the LR schedule's length)"));
     s.batch = static_cast<std::size_t>(a.integer("batch", 128, "mini-batch size"));
-    s.lr = a.real("lr", psg_recipe ? frugal::signsgd::default_lr : 0.1, "initial learning rate (x0.1 at 50% and 75%)");
+    s.lr = a.real("lr", psg_recipe ? frugal::signsgd::default_lr : 0.1, "initial learning rate");
+    s.schedule = a.str("schedule", "step", "learning rate: step (x0.1 at 50% and 75%) or cosine (to 0)");
+    if (s.schedule != "step" && s.schedule != "cosine") {
+        a.fail("--schedule must be step or cosine, not '" + s.schedule + "'");
+    }
     s.weight_decay = a.real("wd", 1e-4, "weight decay");
     s.momentum = a.real("momentum", 0.9, "momentum");
     s.p_drop = a.real("p-drop", 0.5, "SMD: drop probability of a mini-batch");

@@ -237,7 +237,8 @@ TEST_CASE("DFQ: cost percentage and sign rules on hand-computed cases; bad optio
     using dflt = fr::dynamic_precision<block>;
     // (a, g) = (3, 6) at w = 4: (12 + 24 + 18) / 1024; cp = 100 c / 3
     CHECK(dflt::option_cost(0) == doctest::Approx(54.0 / 1024.0));
-    CHECK(dflt::option_cost(4) == doctest::Approx(128.0 / 1024.0));
+    // SPEC's (6, 12) at w = 4: (24 + 48 + 72) / 1024
+    CHECK(dflt::option_cost(4) == doctest::Approx(144.0 / 1024.0));
     for (const int k : {0, 2, 4}) {
         fr::dfq_options o;
         o.force = k;
@@ -321,12 +322,77 @@ TEST_CASE("DFQ: the cost term moves the gate toward cheaper options above the ta
         (void)s.forward(ctx, x);
         INFO("cp " << before << " -> " << s.cost_percent());
         CHECK(before == doctest::Approx(100.0 * stack3::option_cost(target == 0.0f ? 2 : 0) / 3.0));
+        // still pushing, or held (sign 0) once every sample has reached the other end
+        const double other = 100.0 * stack3::option_cost(target == 0.0f ? 0 : 2) / 3.0;
+        const bool arrived = std::fabs(s.cost_percent() - other) < 1e-9;
         if (target == 0.0f) {
-            CHECK(s.cost_sign() == 1.0f);
+            CHECK(s.cost_sign() == (arrived ? 0.0f : 1.0f));
             CHECK(s.cost_percent() < before);
         } else {
-            CHECK(s.cost_sign() == -1.0f);
+            CHECK(s.cost_sign() == (arrived ? 0.0f : -1.0f));
             CHECK(s.cost_percent() > before);
+        }
+    }
+}
+
+TEST_CASE("DFQ: the cost term holds still where no choice can move (every sample at the cheapest or dearest)") {
+    // target 0 pushes cheaper, target 100 dearer; the gate's bias puts every sample on the option
+    // at that end already, so (by default) the term is switched off instead of saturating the gate
+    for (const bool hold : {true, false}) {
+        for (const float target : {0.0f, 100.0f}) {
+            CAPTURE(hold);
+            CAPTURE(target);
+            fr::dfq_options o;
+            o.target = target;
+            o.beta = 1.0f;
+            o.hold_at_extremes = hold;
+            auto s = make_stack(2, 31, o, false);
+            fr::rng g(32);
+            const fr::tensor4 x = gradcheck::random_tensor({16, 3, 6, 6}, g, 1.5f);
+            std::vector<fr::parameter> gate_params;
+            s.gate().collect_parameters(gate_params);
+            const std::size_t end = target == 0.0f ? 0 : 2; // the cheapest / dearest of set3
+            CHECK(stack3::cheapest_option() == 0);
+            CHECK(stack3::dearest_option() == 2);
+            for (auto& p : gate_params) {
+                if (p.name.find("linear.bias") != std::string::npos) {
+                    std::fill(p.value.begin(), p.value.end(), 0.0f);
+                    p.value[end] = 1.0f;
+                }
+            }
+            fr::context ctx;
+            const fr::tensor4 y = s.forward(ctx, x);
+            REQUIRE(s.cost_percent() == doctest::Approx(100.0 * stack3::option_cost(end) / 3.0));
+            const float pushed = target == 0.0f ? 1.0f : -1.0f;
+            CHECK(s.cost_sign() == (hold ? 0.0f : pushed));
+            CHECK((s.cost_loss() == 0.0) == hold);
+            // the gate's parameters get no gradient from the held term (the output gradient is 0)
+            fr::tensor4 dy = fr::tensor4::from_shape(y.shape());
+            dy.fill(0.0f);
+            for (auto& p : gate_params) {
+                std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+            }
+            (void)s.backward(ctx, dy);
+            double norm = 0.0;
+            for (const auto& p : gate_params) {
+                for (float v : p.grad) {
+                    norm += static_cast<double>(v) * v;
+                }
+            }
+            CHECK((norm == 0.0) == hold);
+            // from the other end, the term pushes as before (the previous test)
+            o.target = 100.0f - target;
+            auto t = make_stack(2, 31, o, false);
+            std::vector<fr::parameter> tp;
+            t.gate().collect_parameters(tp);
+            for (auto& p : tp) {
+                if (p.name.find("linear.bias") != std::string::npos) {
+                    std::fill(p.value.begin(), p.value.end(), 0.0f);
+                    p.value[end] = 1.0f;
+                }
+            }
+            (void)t.forward(ctx, x);
+            CHECK(t.cost_sign() == -pushed);
         }
     }
 }

@@ -131,7 +131,8 @@ TEST_CASE("PFQ at fixed steps, CPT's cosine widths, bad input") {
                          doctest::Contains("chunk >= 1"), fr::error);
     CHECK_THROWS_WITH_AS(fr::cyclic_precision(5, 3, 10), doctest::Contains("b_min"), fr::error);
     CHECK_THROWS_WITH_AS(fr::cyclic_precision(3, 8, 0), doctest::Contains("cycle"), fr::error);
-    CHECK_THROWS_WITH_AS(fr::fixed_precision({8, 8, 12}), doctest::Contains("errors 12) must each be in [2, 8]"), fr::error);
+    CHECK_THROWS_WITH_AS(fr::fixed_precision({8, 8, 17}), doctest::Contains("errors 17) must be in [2, 8]"), fr::error);
+    CHECK(fr::fixed_precision({8, 8, 12}).at(0).error == 12); // 9..16-bit errors run as two 8-bit limbs
     CHECK(fr::fixed_precision(fr::bit_widths::full()).at(5).is_full());
 }
 

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -178,6 +179,29 @@ TEST_CASE("stochastic rounding leaves values on the grid unchanged, however clos
         }
         CHECK(moved == 0);
     }
+}
+
+TEST_CASE("16-bit stochastic codes keep their top half (codes above 32767 are not saturated)") {
+    // errors of 9..16 bits are stored as uint16 codes before they are cut into 8-bit limbs
+    const fr::detail::grid g{1.0f, 1.0f, 0.0f, 0.0f, 65535.0f};
+    std::vector<float> x(70001);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        x[i] = static_cast<float>((i * 7919) % 65536);
+    }
+    x[3] = 65535.0f;
+    x[4] = 70000.0f; // above the grid: clamped to the top code
+    x[5] = -3.0f;    // below: the bottom code
+    std::vector<std::uint16_t> q(x.size());
+    fr::rng r(5);
+    fr::detail::quantize_stochastic(x.data(), x.size(), g, q.data(), r);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const float want = std::clamp(x[i], 0.0f, 65535.0f);
+        wrong += q[i] != static_cast<std::uint16_t>(want) ? 1 : 0;
+    }
+    CHECK(wrong == 0);
+    CHECK(q[4] == 65535);
+    CHECK(q[5] == 0);
 }
 
 TEST_CASE("the paired stochastic rounding quantizes one input at two grids, each unbiased and on its grid") {

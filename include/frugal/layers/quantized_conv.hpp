@@ -14,9 +14,13 @@
 ///   gradients of the float input and the float master weights.
 ///
 /// Bit widths (`bit_widths`) are data that can change between steps (a PFQ
-/// schedule raises them); each is 2..8 (stored and computed in 8 bits,
-/// counted at its own width by the cost meter), and `bit_widths::full()` (all
-/// 0) runs the plain float convolution. Every product is exact: the float
+/// schedule raises them); activations and weights 2..8 bits (stored and
+/// computed in 8 bits, counted at their own width by the cost meter), errors
+/// 2..16 bits: up to 8 stored in 8 bits like the others, 9..16 as uint16 codes
+/// cut into two 8-bit limbs (code = 256 hi + lo) that run through the same
+/// 8-bit products, the two integer results combined exactly in int64 (twice
+/// the error products' work, counted at the true width); and
+/// `bit_widths::full()` (all 0) runs the plain float convolution. Every product is exact: the float
 /// result equals the convolution of the dequantized operands up to the
 /// rounding of the final scaling (tests/fractrain compare against a 64-bit
 /// reference).
@@ -369,22 +373,39 @@ public:
         } else {
             plane_ranges(dy.data(), xs.n * out, p, ranges_, "frugal::quantized_conv (output gradient)");
         }
-        // dx's error e = s_w[o] dy (below) is quantized in the same pass over dy
+        // dx's error e = s_w[o] dy (below) is quantized in the same pass over dy. Errors wider than
+        // 8 bits are quantized to uint16 codes q and cut into two 8-bit limbs, q = 256 hi + lo (the
+        // zero point likewise): each limb runs through the 8-bit products below, and since
+        // q - z = 256 (hi - z_hi) + (lo - z_lo), the two integer results combine exactly.
         const bool need_dx = input_grad();
         const std::vector<float>& sw = qw_.scale;
+        const bool any_limbs = std::any_of(segs_.begin(), segs_.end(), [](const segment& sg) { return sg.limbs(); });
         qg_.resize(dy.size());
         if (need_dx) {
             qe_.resize(dy.size());
+        }
+        if (any_limbs) {
+            qg16_.resize(dy.size());
+            qgl_.resize(dy.size());
+            if (need_dx) {
+                qe16_.resize(dy.size());
+                qel_.resize(dy.size());
+            }
         }
         for (auto& sg : segs_) {
             const detail::zero_point_grid eg =
                 detail::nudged_range_grid(range_of(ranges_, sg.s0 * out, sg.n * out), sg.widths.error);
             sg.sg = eg.g.scale;
             sg.zg = eg.zero;
+            const std::size_t first = sg.s0 * per_y, count = sg.n * per_y;
             const auto grid_of = [&](std::size_t) { return eg.g; };
             if (!need_dx) {
-                stochastic_planes(dy.data() + sg.s0 * per_y, sg.n * out, p, grid_of, qg_.data() + sg.s0 * per_y,
-                                  ctx.random);
+                if (sg.limbs()) {
+                    stochastic_planes(dy.data() + first, sg.n * out, p, grid_of, qg16_.data() + first, ctx.random);
+                    split_limbs(qg16_.data() + first, count, qg_.data() + first, qgl_.data() + first);
+                } else {
+                    stochastic_planes(dy.data() + first, sg.n * out, p, grid_of, qg_.data() + first, ctx.random);
+                }
                 continue;
             }
             // e = s_w[o] dy over the group: s_w >= 0, so its range follows from the planes' ranges,
@@ -398,17 +419,23 @@ public:
             sg.se = ee.g.scale;
             sg.ze = ee.zero;
             const auto zcode = static_cast<float>(ee.zero);
-            stochastic_planes_pair(
-                dy.data() + sg.s0 * per_y, sg.n * out, p, grid_of, qg_.data() + sg.s0 * per_y,
-                [&](std::size_t i) {
-                    const float so = sw[i % out];
-                    if (so > 0.0f) { // t = (s_o d - offset) / scale = (d - offset / s_o) s_o / scale
-                        return detail::grid{ee.g.scale / so, ee.g.inv_scale * so, ee.g.offset / so, ee.g.code_lo,
-                                            ee.g.code_hi};
-                    }
-                    return detail::grid{0.0f, 0.0f, 0.0f, zcode, zcode}; // a zero channel: e = 0
-                },
-                qe_.data() + sg.s0 * per_y, ctx.random);
+            const auto e_grid_of = [&](std::size_t i) {
+                const float so = sw[i % out];
+                if (so > 0.0f) { // t = (s_o d - offset) / scale = (d - offset / s_o) s_o / scale
+                    return detail::grid{ee.g.scale / so, ee.g.inv_scale * so, ee.g.offset / so, ee.g.code_lo,
+                                        ee.g.code_hi};
+                }
+                return detail::grid{0.0f, 0.0f, 0.0f, zcode, zcode}; // a zero channel: e = 0
+            };
+            if (sg.limbs()) {
+                stochastic_planes_pair(dy.data() + first, sg.n * out, p, grid_of, qg16_.data() + first, e_grid_of,
+                                       qe16_.data() + first, ctx.random);
+                split_limbs(qg16_.data() + first, count, qg_.data() + first, qgl_.data() + first);
+                split_limbs(qe16_.data() + first, count, qe_.data() + first, qel_.data() + first);
+            } else {
+                stochastic_planes_pair(dy.data() + first, sg.n * out, p, grid_of, qg_.data() + first, e_grid_of,
+                                       qe_.data() + first, ctx.random);
+            }
         }
         // (the meter counts the pass above, both roundings, as the weight gradient's time)
         const auto t1 = std::chrono::steady_clock::now();
@@ -436,15 +463,28 @@ public:
             const auto st = static_cast<std::ptrdiff_t>(g.stride);
             ensure_shape(dx_, xs);
             for (const auto& sg : segs_) {
-                const auto ze = static_cast<std::uint8_t>(sg.ze);
-                spread4_.resize(xs.n * cqo * hb * wb * 4 + 4 * k + 64); // see integer_conv_quads
+                const std::size_t per4 = cqo * hb * wb * 4;
+                spread4_.resize(xs.n * per4 + 4 * k + 64); // see integer_conv_quads
+                if (sg.limbs()) {
+                    spread4l_.resize(spread4_.size());
+                }
+                const auto zh = static_cast<std::uint8_t>(sg.limbs() ? sg.ze >> 8 : sg.ze),
+                           zl = static_cast<std::uint8_t>(sg.ze & 255);
                 parallel_dynamic(sg.n, [&](std::size_t i, int) {
                     const std::size_t s = sg.s0 + i;
-                    spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, ze,
-                                 spread4_.data() + s * cqo * hb * wb * 4);
+                    spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zh, spread4_.data() + s * per4);
+                    if (sg.limbs()) {
+                        spread_quads(qel_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zl,
+                                     spread4l_.data() + s * per4);
+                    }
                 });
-                integer_conv_quads(spread4_.data(), gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
-                                   [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
+                if (sg.limbs()) {
+                    integer_conv_quads_limbs(spread4_.data(), zh, spread4l_.data(), zl, gt, at_.data(), rat_.data(),
+                                             in, sg.s0, sg.n, sg.se, dx_.data());
+                } else {
+                    integer_conv_quads(spread4_.data(), gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
+                                       [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
+                }
             }
             dx = &dx_;
         }
@@ -471,6 +511,12 @@ public:
         for (const auto& sg : segs_) {
             dw_acc_.assign(static_cast<std::size_t>(threads) * entries, 0);
             const auto zx = static_cast<std::uint8_t>(sg.zx);
+            // the error operand: the codes themselves, or (errors wider than 8 bits) the high limb
+            // (weight 256) and the low limb, each with its part of the zero point
+            const std::size_t nl = sg.limbs() ? 2 : 1;
+            const std::uint8_t* codes[2] = {qg_.data(), qgl_.data()};
+            const int zl[2] = {sg.limbs() ? sg.zg >> 8 : sg.zg, sg.zg & 255};
+            const std::int64_t weight[2] = {sg.limbs() ? 256 : 1, 1};
             if (wide) {
                 // groups of samples handed out dynamically: the per-thread sums are exact integers,
                 // so which thread took a group does not change dW
@@ -480,119 +526,128 @@ public:
                 const std::size_t per = std::max<std::size_t>(1, std::min(group, share)),
                                   groups = (sg.n + per - 1) / per;
                 parallel_dynamic(groups, [&](std::size_t gi, int thread) {
-                    const std::size_t lo = gi * per, hi = std::min(sg.n, lo + per);
+                    const std::size_t b0 = gi * per, b1 = std::min(sg.n, b0 + per);
                     thread_local std::vector<std::uint8_t> gb;
                     thread_local std::vector<const std::uint8_t*> rows;
                     thread_local kernels::packed_s8 packed;
                     thread_local std::vector<std::int32_t> c;
                     thread_local std::vector<std::int64_t> rsx, csum;
                     std::int64_t* acc = dw_acc_.data() + static_cast<std::size_t>(thread) * entries;
-                    gb.resize(out * pc4);
+                    // one product for both limbs: B's columns are the output channels' high limbs,
+                    // then their low limbs (the rows of A are read once)
+                    const std::size_t cols = nl * out;
+                    gb.resize(cols * pc4);
                     rows.resize(kk);
-                    c.resize(kk * out);
-                    rsx.resize(kk);
-                    csum.resize(out);
-                    for (std::size_t b0 = lo; b0 < hi; b0 += group) {
-                        const std::size_t b1 = std::min(hi, b0 + group);
-                        std::fill(c.begin(), c.end(), 0);
-                        std::fill(rsx.begin(), rsx.end(), 0);
-                        std::fill(csum.begin(), csum.end(), 0);
-                        for (std::size_t i = b0; i < b1; ++i) {
-                            const std::size_t s = sg.s0 + i;
-                            const std::uint8_t* xs0 = qx_.data() + s * per_xp;
-                            std::memset(gb.data(), sg.zg, gb.size());
-                            for (std::size_t o = 0; o < out; ++o) {
-                                const std::uint8_t* src = qg_.data() + s * per_y + o * p;
-                                for (std::size_t oy = 0; oy < ho; ++oy) {
-                                    detail::copy_short(gb.data() + o * pc4 + oy * gp.w, src + oy * wo, wo);
-                                }
-                            }
-                            kernels::pack_u8_shifted_transposed(pc4, out, gb.data(), pc4, packed);
-                            for (std::size_t j = 0; j < kk; ++j) {
-                                rows[j] = xs0 + row_at[j];
-                            }
-                            // row sums: row (c, ky, kx) sums the run of pc4 codes from ky wp + kx of
-                            // channel c's plane; one full sum per channel, then each next run differs
-                            // from the previous by its ends (one code per kx step, a line per ky step)
-                            const std::size_t kw = gp.k, wpad = gp.w, plane = gp.h * gp.w;
-                            for (std::size_t c = 0; c < gp.c; ++c) {
-                                const std::uint8_t* base = xs0 + c * plane;
-                                std::int32_t line = 0; // sum of the run starting at ky wp (pc4 * 255 < 2^31)
-                                for (std::size_t q = 0; q < pc4; ++q) {
-                                    line += base[q];
-                                }
-                                for (std::size_t ky = 0; ky < kw; ++ky) {
-                                    if (ky > 0) {
-                                        const std::uint8_t* drop = base + (ky - 1) * wpad;
-                                        for (std::size_t q = 0; q < wpad; ++q) {
-                                            line += static_cast<std::int32_t>(drop[q + pc4]) - drop[q];
-                                        }
-                                    }
-                                    std::int32_t run = line;
-                                    const std::uint8_t* at = base + ky * wpad;
-                                    for (std::size_t kx = 0; kx < kw; ++kx) {
-                                        if (kx > 0) {
-                                            run += static_cast<std::int32_t>(at[kx - 1 + pc4]) - at[kx - 1];
-                                        }
-                                        rsx[(c * kw + ky) * kw + kx] += run;
-                                    }
-                                }
-                            }
-                            for (std::size_t o = 0; o < out; ++o) {
-                                csum[o] += packed.col_sums[o];
-                            }
-                            kernels::igemm_u8s8_rows_accumulate(kk, rows.data(), packed, c.data(), out);
-                        }
-                        const std::int64_t k64 = static_cast<std::int64_t>((b1 - b0) * pc4);
+                    rsx.assign(kk, 0);
+                    c.assign(kk * cols, 0);
+                    csum.assign(cols, 0);
+                    for (std::size_t i = b0; i < b1; ++i) {
+                        const std::size_t s = sg.s0 + i;
+                        const std::uint8_t* xs0 = qx_.data() + s * per_xp;
                         for (std::size_t j = 0; j < kk; ++j) {
-                            const std::int64_t rj = (128 - sg.zg) * rsx[j];
-                            const std::int32_t* cj = c.data() + j * out;
+                            rows[j] = xs0 + row_at[j];
+                        }
+                        // row sums: row (c, ky, kx) sums the run of pc4 codes from ky wp + kx of
+                        // channel c's plane; one full sum per channel, then each next run differs
+                        // from the previous by its ends (one code per kx step, a line per ky step)
+                        const std::size_t kw = gp.k, wpad = gp.w, plane = gp.h * gp.w;
+                        for (std::size_t c = 0; c < gp.c; ++c) {
+                            const std::uint8_t* base = xs0 + c * plane;
+                            std::int32_t line = 0; // sum of the run starting at ky wp (pc4 * 255 < 2^31)
+                            for (std::size_t q = 0; q < pc4; ++q) {
+                                line += base[q];
+                            }
+                            for (std::size_t ky = 0; ky < kw; ++ky) {
+                                if (ky > 0) {
+                                    const std::uint8_t* drop = base + (ky - 1) * wpad;
+                                    for (std::size_t q = 0; q < wpad; ++q) {
+                                        line += static_cast<std::int32_t>(drop[q + pc4]) - drop[q];
+                                    }
+                                }
+                                std::int32_t run = line;
+                                const std::uint8_t* at = base + ky * wpad;
+                                for (std::size_t kx = 0; kx < kw; ++kx) {
+                                    if (kx > 0) {
+                                        run += static_cast<std::int32_t>(at[kx - 1 + pc4]) - at[kx - 1];
+                                    }
+                                    rsx[(c * kw + ky) * kw + kx] += run;
+                                }
+                            }
+                        }
+                        for (std::size_t l = 0; l < nl; ++l) {
+                            std::uint8_t* gl = gb.data() + l * out * pc4;
+                            std::memset(gl, zl[l], out * pc4);
                             for (std::size_t o = 0; o < out; ++o) {
-                                acc[o * kk + j] += cj[o] + rj - sg.zx * (csum[o] + (128 - sg.zg) * k64);
+                                const std::uint8_t* src = codes[l] + s * per_y + o * p;
+                                for (std::size_t oy = 0; oy < ho; ++oy) {
+                                    detail::copy_short(gl + o * pc4 + oy * gp.w, src + oy * wo, wo);
+                                }
+                            }
+                        }
+                        kernels::pack_u8_shifted_transposed(pc4, cols, gb.data(), pc4, packed);
+                        for (std::size_t o = 0; o < cols; ++o) {
+                            csum[o] += packed.col_sums[o];
+                        }
+                        kernels::igemm_u8s8_rows_accumulate(kk, rows.data(), packed, c.data(), cols);
+                    }
+                    const std::int64_t k64 = static_cast<std::int64_t>((b1 - b0) * pc4);
+                    for (std::size_t l = 0; l < nl; ++l) {
+                        for (std::size_t j = 0; j < kk; ++j) {
+                            const std::int64_t rj = (128 - zl[l]) * rsx[j];
+                            const std::int32_t* cj = c.data() + j * cols + l * out;
+                            const std::int64_t* cs = csum.data() + l * out;
+                            for (std::size_t o = 0; o < out; ++o) {
+                                acc[o * kk + j] += weight[l] * (cj[o] + rj - sg.zx * (cs[o] + (128 - zl[l]) * k64));
                             }
                         }
                     }
                 });
             } else {
                 const std::size_t groups = (sg.n + group - 1) / group;
-                parallel_dynamic(groups, [&](std::size_t lo, int thread) { // exact sums, as above
-                    const std::size_t hi = lo + 1;
+                parallel_dynamic(groups, [&](std::size_t gi, int thread) { // exact sums, as above
                     thread_local std::vector<std::uint8_t> col, gb;
                     thread_local kernels::packed_s8 packed;
                     thread_local std::vector<std::int32_t> c;
                     thread_local std::vector<std::int64_t> rsx;
                     std::int64_t* acc = dw_acc_.data() + static_cast<std::size_t>(thread) * entries;
-                    c.resize(kk * out);
+                    // the samples of a group side by side: one product with inner length cnt * p and
+                    // the limbs' columns side by side (high, then low)
+                    const std::size_t first = sg.s0 + gi * group, cnt = std::min(group, sg.s0 + sg.n - first),
+                                      ld = cnt * p, cols = nl * out;
+                    c.resize(kk * cols);
                     rsx.resize(kk);
-                    for (std::size_t gi = lo; gi < hi; ++gi) {
-                        // the samples of a group side by side: one product with inner length cnt * p
-                        const std::size_t first = sg.s0 + gi * group, cnt = std::min(group, sg.s0 + sg.n - first),
-                                          ld = cnt * p;
-                        col.resize(kk * ld);
-                        gb.resize(out * ld);
+                    col.resize(kk * ld);
+                    gb.resize(cols * ld);
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        im2col_padded(qx_.data() + (first + s) * per_xp, gp, col.data() + s * p, ld, zx);
+                    }
+                    for (std::size_t j = 0; j < kk; ++j) {
+                        const std::uint8_t* cj = col.data() + j * ld;
+                        std::int32_t sum = 0; // ld * 255 < 2^31 (ld <= igemm_max_k, checked by the packing)
+                        for (std::size_t q = 0; q < ld; ++q) {
+                            sum += cj[q];
+                        }
+                        rsx[j] = sum;
+                    }
+                    const std::int64_t k64 = static_cast<std::int64_t>(ld);
+                    for (std::size_t l = 0; l < nl; ++l) {
                         for (std::size_t s = 0; s < cnt; ++s) {
-                            im2col_padded(qx_.data() + (first + s) * per_xp, gp, col.data() + s * p, ld, zx);
                             for (std::size_t o = 0; o < out; ++o) {
-                                std::memcpy(gb.data() + o * ld + s * p, qg_.data() + (first + s) * per_y + o * p, p);
+                                std::memcpy(gb.data() + (l * out + o) * ld + s * p, codes[l] + (first + s) * per_y + o * p,
+                                            p);
                             }
                         }
-                        kernels::pack_u8_shifted_transposed(ld, out, gb.data(), ld, packed);
-                        kernels::igemm_u8s8(kk, col.data(), ld, packed, c.data(), out);
+                    }
+                    kernels::pack_u8_shifted_transposed(ld, cols, gb.data(), ld, packed);
+                    kernels::igemm_u8s8(kk, col.data(), ld, packed, c.data(), cols);
+                    for (std::size_t l = 0; l < nl; ++l) {
                         for (std::size_t j = 0; j < kk; ++j) {
-                            const std::uint8_t* cj = col.data() + j * ld;
-                            std::int32_t sum = 0; // ld * 255 < 2^31 (ld <= igemm_max_k, checked by the packing)
-                            for (std::size_t q = 0; q < ld; ++q) {
-                                sum += cj[q];
-                            }
-                            rsx[j] = sum;
-                        }
-                        const std::int64_t k64 = static_cast<std::int64_t>(ld);
-                        for (std::size_t j = 0; j < kk; ++j) {
-                            const std::int64_t rj = (128 - sg.zg) * rsx[j];
-                            const std::int32_t* cj = c.data() + j * out;
+                            const std::int64_t rj = (128 - zl[l]) * rsx[j];
+                            const std::int32_t* cj = c.data() + j * cols + l * out;
                             for (std::size_t o = 0; o < out; ++o) {
-                                acc[o * kk + j] += cj[o] + rj - sg.zx * (static_cast<std::int64_t>(packed.col_sums[o]) +
-                                                                         (128 - sg.zg) * k64);
+                                acc[o * kk + j] += weight[l] * (cj[o] + rj -
+                                                                sg.zx * (static_cast<std::int64_t>(packed.col_sums[l * out + o]) +
+                                                                         (128 - zl[l]) * k64));
                             }
                         }
                     }
@@ -623,9 +678,9 @@ public:
                 for (const auto& sg : segs_) {
                     std::int64_t sum = 0;
                     for (std::size_t s = sg.s0; s < sg.s0 + sg.n; ++s) {
-                        const std::uint8_t* q = qg_.data() + s * per_y + o * p;
+                        const std::size_t at = s * per_y + o * p;
                         for (std::size_t j = 0; j < p; ++j) {
-                            sum += static_cast<std::int64_t>(q[j]) - sg.zg;
+                            sum += static_cast<std::int64_t>(sg.limbs() ? qg16_[at + j] : qg_[at + j]) - sg.zg;
                         }
                     }
                     total += static_cast<double>(sg.sg) * static_cast<double>(sum);
@@ -831,9 +886,9 @@ private:
         });
     }
     /// detail::quantize_stochastic_planes in parallel (seeded_plane_chunks).
-    template <class GridOf>
-    static void stochastic_planes(const float* x, std::size_t planes, std::size_t size, GridOf&& grid_of,
-                                  std::uint8_t* out, rng& source) {
+    template <class Out, class GridOf>
+    static void stochastic_planes(const float* x, std::size_t planes, std::size_t size, GridOf&& grid_of, Out* out,
+                                  rng& source) {
         seeded_plane_chunks(planes, size, source, [&](std::size_t first, std::size_t count, rng& r) {
             detail::quantize_stochastic_planes(
                 x + first * size, count, size, [&](std::size_t j) { return grid_of(first + j); }, out + first * size,
@@ -842,9 +897,9 @@ private:
     }
     /// stochastic_planes into two grids at once (detail::quantize_stochastic_planes_pair): one read
     /// of x.
-    template <class GridA, class GridB>
+    template <class Out, class GridA, class GridB>
     static void stochastic_planes_pair(const float* x, std::size_t planes, std::size_t size, GridA&& grid_a,
-                                       std::uint8_t* out_a, GridB&& grid_b, std::uint8_t* out_b, rng& source) {
+                                       Out* out_a, GridB&& grid_b, Out* out_b, rng& source) {
         seeded_plane_chunks(planes, size, source, [&](std::size_t first, std::size_t count, rng& r) {
             detail::quantize_stochastic_planes_pair(
                 x + first * size, count, size, [&](std::size_t j) { return grid_a(first + j); }, out_a + first * size,
@@ -948,12 +1003,7 @@ private:
                                    std::pair<float, float>* sums = nullptr) {
         const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w, per4 = cq * plane * 4,
                           kk = k2 * cq * 4, ho = g.out_h(), wo = g.out_w(), pw = ho * g.w;
-        std::vector<std::size_t> off(k2 * cq);
-        for (std::size_t tap = 0; tap < k2; ++tap) {
-            for (std::size_t q = 0; q < cq; ++q) {
-                off[tap * cq + q] = q * plane * 4 + ((tap / g.k) * g.w + tap % g.k) * 4;
-            }
-        }
+        const std::vector<std::size_t> off = quad_offsets(g);
         parallel_dynamic(n, [&](std::size_t i, int) { // each sample writes its own output
             thread_local std::vector<std::int32_t> c;
             c.resize((m + 1) * pw);
@@ -963,6 +1013,79 @@ private:
             dequantize(c.data(), pw, c.data() + m * pw, s, 1, pw, g.w, ho, wo, z, ra, m, kk, row_scale, bias, out,
                        sums);
         });
+    }
+
+    /// Offsets of the (tap, quad) groups of B in one sample's channel quads (integer_conv_quads).
+    [[nodiscard]] static std::vector<std::size_t> quad_offsets(const conv_geometry& g) {
+        const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w;
+        std::vector<std::size_t> off(k2 * cq);
+        for (std::size_t tap = 0; tap < k2; ++tap) {
+            for (std::size_t q = 0; q < cq; ++q) {
+                off[tap * cq + q] = q * plane * 4 + ((tap / g.k) * g.w + tap % g.k) * 4;
+            }
+        }
+        return off;
+    }
+
+    /// integer_conv_quads for codes wider than 8 bits held as two limbs (code = 256 hi + lo, zero
+    /// point z = 256 z_hi + z_lo): one product per limb, combined exactly per output in int64,
+    /// out = scale (256 (hi's sum) + lo's sum), each sum sum_k (a - 128)(limb - z_limb). No bias.
+    static void integer_conv_quads_limbs(const std::int8_t* hi, int z_hi, const std::int8_t* lo, int z_lo,
+                                         const conv_geometry& g, const std::uint8_t* a, const std::int32_t* ra,
+                                         std::size_t m, std::size_t s0, std::size_t n, float scale, float* out) {
+        const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, per4 = cq * g.h * g.w * 4, kk = k2 * cq * 4,
+                          ho = g.out_h(), wo = g.out_w(), pw = ho * g.w, p = ho * wo;
+        const std::vector<std::size_t> off = quad_offsets(g);
+        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
+        parallel_dynamic(n, [&](std::size_t i, int) { // each sample writes its own output
+            thread_local std::vector<std::int32_t> ch, cl;
+            ch.resize((m + 1) * pw);
+            cl.resize((m + 1) * pw);
+            const std::size_t s = s0 + i;
+            kernels::igemm_u8s8_offsets(m + 1, a, kk, kernels::detail::offset_cols{hi + s * per4, off.data(), kk, pw, k2 * cq},
+                                        ch.data(), pw);
+            kernels::igemm_u8s8_offsets(m + 1, a, kk, kernels::detail::offset_cols{lo + s * per4, off.data(), kk, pw, k2 * cq},
+                                        cl.data(), pw);
+            const std::int32_t* csh = ch.data() + m * pw; // the row of ones: the column sums of B
+            const std::int32_t* csl = cl.data() + m * pw;
+            for (std::size_t r = 0; r < m; ++r) {
+                const std::int64_t rh = (128 - z_hi) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z_hi) * kk64,
+                                   rl = (128 - z_lo) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z_lo) * kk64;
+                float* yo = out + (s * m + r) * p;
+                for (std::size_t oy = 0; oy < ho; ++oy) {
+                    limb_run(ch.data() + r * pw + oy * g.w, csh + oy * g.w, cl.data() + r * pw + oy * g.w,
+                             csl + oy * g.w, wo, static_cast<double>(rh), static_cast<double>(rl), scale, yo + oy * wo);
+                }
+            }
+        });
+    }
+
+    /// y[j] = scale (256 (ch[j] + rh - 128 csh[j]) + cl[j] + rl - 128 csl[j]): the two limbs' sums
+    /// combined in double, exactly (each below 2^40 in magnitude, the total below 2^49), then one
+    /// rounding to float.
+    static void limb_run(const std::int32_t* __restrict ch, const std::int32_t* __restrict csh,
+                         const std::int32_t* __restrict cl, const std::int32_t* __restrict csl, std::size_t n, double rh,
+                         double rl, float scale, float* __restrict y) noexcept {
+        const double sc = static_cast<double>(scale);
+        for (std::size_t j = 0; j < n; ++j) {
+            const double vh = static_cast<double>(ch[j]) + rh - 128.0 * static_cast<double>(csh[j]);
+            const double vl = static_cast<double>(cl[j]) + rl - 128.0 * static_cast<double>(csl[j]);
+            y[j] = static_cast<float>(sc * (256.0 * vh + vl));
+        }
+    }
+
+    /// Cuts n codes of up to 16 bits into their high and low bytes, in parallel.
+    static void split_limbs(const std::uint16_t* q, std::size_t n, std::uint8_t* hi, std::uint8_t* lo) {
+        parallel_spans(n, std::size_t{1} << 15, [&](std::size_t b, std::size_t e) {
+            split_run(q + b, e - b, hi + b, lo + b);
+        });
+    }
+    static void split_run(const std::uint16_t* __restrict q, std::size_t n, std::uint8_t* __restrict hi,
+                          std::uint8_t* __restrict lo) noexcept {
+        for (std::size_t i = 0; i < n; ++i) {
+            hi[i] = static_cast<std::uint8_t>(q[i] >> 8);
+            lo[i] = static_cast<std::uint8_t>(q[i] & 255u);
+        }
     }
 
     /// out[s] for the samples [first, first + cnt) of one integer product c ((m + 1) x ld, the last
@@ -1042,6 +1165,8 @@ private:
         bit_widths widths;
         float sx = 1.0f, sg = 1.0f, se = 1.0f;
         int zx = 0, zg = 0, ze = 0;
+        /// Errors wider than 8 bits: two 8-bit limbs per code.
+        [[nodiscard]] bool limbs() const noexcept { return widths.error > 8; }
     };
 
     bit_widths prec_;
@@ -1054,7 +1179,9 @@ private:
     value_range running_{};
     shape4 x_shape_{};
     std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;
-    std::vector<std::int8_t> qx4_, spread4_; // channel quads (integer_conv_quads)
+    std::vector<std::uint16_t> qg16_, qe16_; // error codes wider than 8 bits
+    std::vector<std::uint8_t> qgl_, qel_;    // their low limbs (qg_ and qe_ then hold the high ones)
+    std::vector<std::int8_t> qx4_, spread4_, spread4l_; // channel quads (integer_conv_quads)
     std::vector<value_range> ranges_; // per (sample, channel) plane
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;

@@ -43,16 +43,25 @@ struct bit_widths {
     }
 };
 
-/// Throws unless `b` is full precision or every width is in [2, 8] (what
-/// frugal's 8-bit integer kernels run; narrower widths are stored in 8 bits).
+/// Widest activation and weight codes frugal's integer kernels take (8-bit
+/// products; narrower widths are stored in 8 bits).
+inline constexpr int max_kernel_bits = 8;
+/// Widest error codes: 9..16-bit errors run as two 8-bit limbs,
+/// code = 256 hi + lo, each limb through the 8-bit products and the two
+/// integer results combined exactly (quantized_conv).
+inline constexpr int max_error_bits = 16;
+
+/// Throws unless `b` is full precision or its activation and weight widths
+/// are in [2, 8] and its error width in [2, 16].
 inline void check_kernel_widths(const bit_widths& b, const std::string& where) {
     if (b.is_full()) {
         return;
     }
-    auto ok = [](int x) { return x >= 2 && x <= 8; };
-    if (!ok(b.act) || !ok(b.weight) || !ok(b.error)) {
+    auto ok = [](int x, int top) { return x >= 2 && x <= top; };
+    if (!ok(b.act, max_kernel_bits) || !ok(b.weight, max_kernel_bits) || !ok(b.error, max_error_bits)) {
         throw error(detail::concat(where, ": bit widths (activations ", b.act, ", weights ", b.weight, ", errors ",
-                                   b.error, ") must each be in [2, 8], or all 0 for full precision"));
+                                   b.error, ") must be in [2, 8] for activations and weights and in [2, 16] for ",
+                                   "errors, or all 0 for full precision"));
     }
 }
 

@@ -65,10 +65,12 @@ inline void store_narrow(const ibatch& b, Int* out) noexcept {
 #elif XSIMD_WITH_AVX2
     if constexpr (width == 8 && (sizeof(Int) == 1 || sizeof(Int) == 2)) {
         const __m256i v = b;
-        const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        if constexpr (sizeof(Int) == 2) {
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), p16);
+        const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
+        if constexpr (sizeof(Int) == 2) { // unsigned 16-bit codes reach 65535: unsigned saturation
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                             std::is_signed_v<Int> ? _mm_packs_epi32(v0, v1) : _mm_packus_epi32(v0, v1));
         } else {
+            const __m128i p16 = _mm_packs_epi32(v0, v1);
             const __m128i p8 = std::is_signed_v<Int> ? _mm_packs_epi16(p16, p16) : _mm_packus_epi16(p16, p16);
             _mm_storel_epi64(reinterpret_cast<__m128i*>(out), p8);
         }

@@ -397,9 +397,9 @@ public:
 
     cyclic_precision(int b_min, int b_max, std::uint64_t cycle, int error_bits = 8)
         : lo_(b_min), hi_(b_max), cycle_(cycle), err_(error_bits) {
-        if (b_min < 2 || b_max > 8 || b_min > b_max || error_bits < 2 || error_bits > 8 || cycle == 0) {
+        if (b_min < 2 || b_max > 8 || b_min > b_max || error_bits < 2 || error_bits > max_error_bits || cycle == 0) {
             throw error(detail::concat("frugal::cyclic_precision: needs 2 <= b_min (", b_min, ") <= b_max (", b_max,
-                                       ") <= 8, error bits in [2, 8] (", error_bits, ") and a cycle of >= 1 step (",
+                                       ") <= 8, error bits in [2, 16] (", error_bits, ") and a cycle of >= 1 step (",
                                        cycle, ")"));
         }
     }

@@ -178,6 +178,8 @@ int main(int argc, char** argv) try {
     const double dfq_beta = a.real("dfq-beta", 1e-3, "DFQ: weight of the cost term");
     const double dfq_step = a.real("dfq-step", 0.5, "FracTrain: target increase per PFQ turning point");
     const double gate_lr = a.real("gate-lr", 1.0, "learning-rate multiplier of the DFQ gate");
+    const bool dfq_hold = a.flag("dfq-hold", true,
+                                 "DFQ: the cost term holds when every choice already sits at the end it pushes toward");
     const long cpt_min = a.integer("cpt-min", 3, "CPT: lowest forward width");
     const long cpt_max = a.integer("cpt-max", 8, "CPT: highest forward width");
     const long cpt_cycles = a.integer("cpt-cycles", 8, "CPT: cycles over the run");
@@ -244,6 +246,7 @@ int main(int argc, char** argv) try {
         dopt.target = static_cast<float>(dfq_target);
         dopt.beta = static_cast<float>(dfq_beta);
         dopt.gate_lr_scale = static_cast<float>(gate_lr);
+        dopt.hold_at_extremes = dfq_hold;
         if (mode == "fractrain") {
             dopt.rule = frugal::dfq_sign_rule::fractrain;
         }

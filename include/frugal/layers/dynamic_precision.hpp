@@ -87,6 +87,8 @@ struct dfq_options {
     /// file comment), so without this a target below the cheapest option's cp (FracTrain's 1.5%
     /// start under w = 4: the floor is 1.76%) drives the softmax into saturation, and when the
     /// target later rises the gate no longer follows it (measured: cp 1.76% for the whole run).
+    /// With `force` on the cheapest or dearest option the hold applies too (cost_loss() is then 0
+    /// whenever the sign points toward that option).
     bool hold_at_extremes = true;
 
     void validate(std::size_t options) const {

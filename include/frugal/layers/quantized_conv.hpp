@@ -149,7 +149,8 @@ public:
     /// The float master convolution (its weights and bias are this layer's; e.g. for shrink).
     [[nodiscard]] const conv2d& float_conv() const noexcept { return float_; }
 
-    /// The bit widths of the next steps (checked: 2..8 each, or all 0).
+    /// The bit widths of the next steps (checked: activations and weights 2..8, errors 2..16, or
+    /// all 0).
     void set_precision(const bit_widths& p) {
         check_kernel_widths(p, name());
         prec_ = p;
@@ -699,11 +700,15 @@ public:
                     m->mac(id(), phase::backward_input, fw, fg, macs);
                 }
             }
-            m->bytes(id(), phase::weight_gradient, qx_.size() + qg_.size(), 4 * dw_.size());
+            // errors wider than 8 bits: their uint16 codes and the low limbs too
+            const std::size_t wide_g = any_limbs ? 2 * qg16_.size() + qgl_.size() : 0,
+                              wide_e = any_limbs && need_dx ? 2 * qe16_.size() + qel_.size() : 0;
+            m->bytes(id(), phase::weight_gradient, qx_.size() + qg_.size() + wide_g, 4 * dw_.size());
             m->time(id(), phase::weight_gradient,
                     std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count());
             if (need_dx) {
-                m->bytes(id(), phase::backward_input, 4 * dy.size() + qe_.size() + qw_.values.size(), 4 * dx->size());
+                m->bytes(id(), phase::backward_input, 4 * dy.size() + qe_.size() + wide_e + qw_.values.size(),
+                         4 * dx->size());
                 m->time(id(), phase::backward_input, std::chrono::duration<double>(t2 - t1).count());
             }
         }
@@ -1061,8 +1066,8 @@ private:
     }
 
     /// y[j] = scale (256 (ch[j] + rh - 128 csh[j]) + cl[j] + rl - 128 csl[j]): the two limbs' sums
-    /// combined in double, exactly (each below 2^40 in magnitude, the total below 2^49), then one
-    /// rounding to float.
+    /// combined in double, exactly (each below 2^40 in magnitude, the total below 2^49), then scaled
+    /// in double and rounded to float.
     static void limb_run(const std::int32_t* __restrict ch, const std::int32_t* __restrict csh,
                          const std::int32_t* __restrict cl, const std::int32_t* __restrict csl, std::size_t n, double rh,
                          double rl, float scale, float* __restrict y) noexcept {

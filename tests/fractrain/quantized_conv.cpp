@@ -534,17 +534,21 @@ TEST_CASE("quantized_conv: precision groups run each slice of the batch at its o
 
 TEST_CASE("quantized_conv: the straight-through gradient passes a finite-difference check at 8 bits") {
     // the forward is piecewise constant in steps of 1/255 of the range; a
-    // difference step of many quantization steps sees the slope underneath
-    fr::quantized_conv q(3, 4, 3, {1, 1, true}, {8, 8, 8});
-    q.set_name("qc");
-    fr::rng g(21);
-    q.reset_parameters(g);
-    const fr::tensor4 x = random_input({2, 3, 6, 6}, g, 0.0f, 1.0f);
-    gradcheck::options o;
-    o.h = 0.05;
-    o.rtol = 0.1;
-    o.atol = 0.05;
-    gradcheck::check(q, x, o);
+    // difference step of many quantization steps sees the slope underneath;
+    // errors of 8 bits and of 16 (two limbs) alike
+    for (const int error_bits : {8, 16}) {
+        CAPTURE(error_bits);
+        fr::quantized_conv q(3, 4, 3, {1, 1, true}, {8, 8, error_bits});
+        q.set_name("qc");
+        fr::rng g(21);
+        q.reset_parameters(g);
+        const fr::tensor4 x = random_input({2, 3, 6, 6}, g, 0.0f, 1.0f);
+        gradcheck::options o;
+        o.h = 0.05;
+        o.rtol = 0.1;
+        o.atol = 0.05;
+        gradcheck::check(q, x, o);
+    }
 }
 
 TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give the result of measuring them") {

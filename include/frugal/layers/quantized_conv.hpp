@@ -18,8 +18,9 @@
 /// computed in 8 bits, counted at their own width by the cost meter), errors
 /// 2..16 bits: up to 8 stored in 8 bits like the others, 9..16 as uint16 codes
 /// cut into two 8-bit limbs (code = 256 hi + lo) that run through the same
-/// 8-bit products, the two integer results combined exactly in int64 (twice
-/// the error products' work, counted at the true width); and
+/// 8-bit products, the two integer results combined exactly (dW in its int64
+/// sums, dx in double before the final scaling; twice the error products'
+/// work, counted at the true width); and
 /// `bit_widths::full()` (all 0) runs the plain float convolution. Every product is exact: the float
 /// result equals the convolution of the dequantized operands up to the
 /// rounding of the final scaling (tests/fractrain compare against a 64-bit

@@ -28,41 +28,46 @@
 namespace frugal {
 
 namespace detail {
-/// g where y > 0 (Masked), else g itself.
+/// g where the ReLU after a batch norm passed its value (Masked), else g itself. The mask is
+/// recomputed from the batch norm's input x and its forward affine map (fa, fb): y = max(fa x + fb, 0)
+/// is > 0 exactly where fa x + fb > 0, the same fused product lane for lane (simd::fma1 in scalar
+/// tails), so a backward needs no copy of y.
 template <bool Masked>
-inline simd::fbatch gate_batch(const float* g, const float* y, std::size_t i) noexcept {
+inline simd::fbatch gate_batch(const float* g, const simd::fbatch& xv, const simd::fbatch& fa, const simd::fbatch& fb,
+                               std::size_t i) noexcept {
     const simd::fbatch gv = simd::fbatch::load_unaligned(g + i);
     if constexpr (Masked) {
-        return xsimd::select(simd::fbatch::load_unaligned(y + i) > simd::fbatch(0.0f), gv, simd::fbatch(0.0f));
+        return xsimd::select(xsimd::fma(xv, fa, fb) > simd::fbatch(0.0f), gv, simd::fbatch(0.0f));
     } else {
         return gv;
     }
 }
 template <bool Masked>
-inline float gate_scalar(const float* g, const float* y, std::size_t i) noexcept {
+inline float gate_scalar(const float* g, float x, float fa, float fb, std::size_t i) noexcept {
     if constexpr (Masked) {
-        return y[i] > 0.0f ? g[i] : 0.0f;
+        return simd::fma1(x, fa, fb) > 0.0f ? g[i] : 0.0f;
     } else {
         return g[i];
     }
 }
 
-/// (sum of g, sum of g * (x - mu)) over n floats, g masked by y > 0 when Masked.
+/// (sum of g, sum of g * (x - mu)) over n floats, g masked by the ReLU (fa x + fb > 0) when Masked.
 template <bool Masked>
-inline std::pair<float, float> sum_and_centered_dot(const float* g, const float* y, const float* x, float mu,
+inline std::pair<float, float> sum_and_centered_dot(const float* g, const float* x, float mu, float fa, float fb,
                                                     std::size_t n) noexcept {
     using simd::fbatch;
     fbatch s(0.0f), d(0.0f);
-    const fbatch m(mu);
+    const fbatch m(mu), fav(fa), fbv(fb);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        const fbatch gv = gate_batch<Masked>(g, y, i);
+        const fbatch xv = fbatch::load_unaligned(x + i);
+        const fbatch gv = gate_batch<Masked>(g, xv, fav, fbv, i);
         s += gv;
-        d = xsimd::fma(gv, fbatch::load_unaligned(x + i) - m, d);
+        d = xsimd::fma(gv, xv - m, d);
     }
     float a = xsimd::hadd(s), b = xsimd::hadd(d);
     for (; i < n; ++i) {
-        const float gv = gate_scalar<Masked>(g, y, i);
+        const float gv = gate_scalar<Masked>(g, x[i], fa, fb, i);
         a += gv;
         b += gv * (x[i] - mu);
     }
@@ -97,7 +102,7 @@ inline value_range affine(const float* v, float a, float b, float* out, std::siz
         range = {simd::hmin(lo), simd::hmax(hi)};
     }
     for (; i < n; ++i) {
-        float r = a * v[i] + b;
+        float r = simd::fma1(v[i], a, b); // as the lanes: what a mask or a range recomputes
         tail_bad += r - r;
         r = Relu ? (r > 0.0f ? r : 0.0f) : r;
         out[i] = r;
@@ -109,16 +114,18 @@ inline value_range affine(const float* v, float a, float b, float* out, std::siz
     }
     return range;
 }
-/// out = a * g + b * v + c over n floats, g masked by y > 0 when Masked; Track as for affine.
+/// out = a * g + b * v + c over n floats, g masked by the ReLU (fa v + fb > 0) when Masked; Track as
+/// for affine.
 template <bool Masked, bool Track = false>
-inline value_range combine(const float* g, const float* y, float a, const float* v, float b, float c, float* out,
+inline value_range combine(const float* g, float fa, float fb, float a, const float* v, float b, float c, float* out,
                            std::size_t n, bool& finite) noexcept {
     using simd::fbatch;
-    const fbatch av(a), bv(b), cv(c);
+    const fbatch av(a), bv(b), cv(c), fav(fa), fbv(fb);
     fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        const fbatch r = xsimd::fma(gate_batch<Masked>(g, y, i), av, xsimd::fma(fbatch::load_unaligned(v + i), bv, cv));
+        const fbatch xv = fbatch::load_unaligned(v + i);
+        const fbatch r = xsimd::fma(gate_batch<Masked>(g, xv, fav, fbv, i), av, xsimd::fma(xv, bv, cv));
         r.store_unaligned(out + i);
         if constexpr (Track) {
             lo = xsimd::min(lo, r);
@@ -132,7 +139,7 @@ inline value_range combine(const float* g, const float* y, float a, const float*
         range = {simd::hmin(lo), simd::hmax(hi)};
     }
     for (; i < n; ++i) {
-        const float r = a * gate_scalar<Masked>(g, y, i) + b * v[i] + c;
+        const float r = a * gate_scalar<Masked>(g, v[i], fa, fb, i) + b * v[i] + c;
         out[i] = r;
         range.lo = std::min(range.lo, r);
         range.hi = std::max(range.hi, r);
@@ -155,7 +162,7 @@ public:
           gamma_(tensor1::from_shape({channels})), beta_(tensor1::from_shape({channels})),
           dgamma_(tensor1::from_shape({channels})), dbeta_(tensor1::from_shape({channels})),
           run_mean_(tensor1::from_shape({channels})), run_var_(tensor1::from_shape({channels})),
-          mean_(channels), inv_std_(channels) {
+          mean_(channels), inv_std_(channels), fa_(channels), fb_(channels) {
         if (channels == 0) {
             throw error("frugal::batchnorm: needs at least one channel");
         }
@@ -219,49 +226,19 @@ public:
                            const std::vector<std::pair<float, float>>* sums = nullptr) {
         cost_meter* m = meter(ctx);
         scoped_timer timer(m, slot(), phase::forward);
-        const shape4 s = shape_of(x);
-        check(s);
+        const shape4 s = begin_forward(ctx, x);
+        const std::size_t hw = s.h * s.w;
         ensure_shape(y_, s);
-        x_ = &x;
-        train_ = ctx.training();
-        const std::size_t hw = s.h * s.w, count = s.n * hw;
-        if (train_ && count < 2) {
-            throw shape_error(detail::concat(name(), ": batch normalization in training mode needs more than one value "
-                                                     "per channel, got input of shape ", to_string(s)));
-        }
         // the output ranges are what a quantized convolution reads in training (in evaluation it
         // uses its running range)
         const bool track = keep_out_ && train_;
-        out_ok_ = false;
         if (track) {
             out_ranges_.resize(s.n * c_);
             channel_ok_.assign(c_, 0);
         }
         const bool given = sums != nullptr && sums->size() == s.n * c_;
         parallel_dynamic(c_, [&](std::size_t c, int) { // channels are independent
-            float mean, inv;
-            if (train_) {
-                double sum = 0.0, sq = 0.0;
-                for (std::size_t n = 0; n < s.n; ++n) {
-                    const auto [ps, pq] = given ? (*sums)[n * c_ + c]
-                                                : kernels::sum_and_squares(x.data() + (n * c_ + c) * hw, hw);
-                    sum += ps;
-                    sq += pq;
-                }
-                const double mu = sum / static_cast<double>(count);
-                const double var = std::max(0.0, sq / static_cast<double>(count) - mu * mu);
-                mean = static_cast<float>(mu);
-                inv = static_cast<float>(1.0 / std::sqrt(var + eps_));
-                const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
-                run_mean_(c) = (1.0f - momentum_) * run_mean_(c) + momentum_ * mean;
-                run_var_(c) = (1.0f - momentum_) * run_var_(c) + momentum_ * static_cast<float>(unbiased);
-            } else {
-                mean = run_mean_(c);
-                inv = 1.0f / std::sqrt(run_var_(c) + eps_);
-            }
-            mean_[c] = mean;
-            inv_std_[c] = inv;
-            const float a = gamma_(c) * inv, b = beta_(c) - a * mean;
+            const auto [a, b] = channel_affine(c, x, s, given ? sums : nullptr);
             bool finite = std::isfinite(a) && std::isfinite(b);
             const auto planes = [&](auto relu, auto track) {
                 for (std::size_t n = 0; n < s.n; ++n) {
@@ -281,15 +258,78 @@ public:
             }
         });
         out_ok_ = track && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
-        if (m != nullptr) {
-            const auto e = static_cast<std::uint64_t>(x.size());
-            m->mac(id(), phase::forward, fp32, fp32, train_ ? 3 * e : e); // statistics (2 per value) and the affine map
-            if (relu_) {
-                m->unary(id(), phase::forward, op_kind::compare, fp32, e);
-            }
-            m->bytes(id(), phase::forward, 4 * (train_ ? 2 : 1) * x.size(), 4 * y_.size());
-        }
+        count_forward(m, x.size(), true, true);
         return y_;
+    }
+
+    /// A forward that computes the statistics and the per-channel map y = a x + b (then the ReLU
+    /// when with_relu) but does not write y: for a caller that applies the map in a pass of its
+    /// own over x (a residual sum, a quantized convolution's quantization of its input), through
+    /// affine_scale()/affine_shift() or apply_plane(). backward() then works as after forward(),
+    /// and the result equals forward()'s value for value. `sums` as for forward().
+    /// @param x_ranges  x's plane ranges (index n * C + c) when known exactly: with
+    ///                  keep_ranges(true, ...) in training, output_ranges() then holds the output's
+    ///                  plane ranges, derived from them (the map is monotone per channel); nullptr
+    ///                  or a non-finite range or map: no output ranges.
+    void forward_deferred(context& ctx, const tensor4& x, const std::vector<std::pair<float, float>>* sums = nullptr,
+                          const std::vector<value_range>* x_ranges = nullptr) {
+        cost_meter* m = meter(ctx);
+        scoped_timer timer(m, slot(), phase::forward);
+        const shape4 s = begin_forward(ctx, x);
+        const bool given = sums != nullptr && sums->size() == s.n * c_;
+        parallel_dynamic(c_, [&](std::size_t c, int) { (void)channel_affine(c, x, s, given ? sums : nullptr); });
+        if (keep_out_ && train_ && x_ranges != nullptr && x_ranges->size() == s.n * c_) {
+            out_ranges_.resize(s.n * c_);
+            bool finite = true;
+            for (std::size_t i = 0; i < out_ranges_.size(); ++i) {
+                const std::size_t c = i % c_;
+                const value_range r = (*x_ranges)[i];
+                float lo = simd::fma1(r.lo, fa_[c], fb_[c]), hi = simd::fma1(r.hi, fa_[c], fb_[c]);
+                finite = finite && std::isfinite(lo) && std::isfinite(hi) && std::isfinite(fa_[c]);
+                if (fa_[c] < 0.0f) {
+                    std::swap(lo, hi);
+                }
+                if (relu_) {
+                    lo = std::max(lo, 0.0f);
+                    hi = std::max(hi, 0.0f);
+                }
+                out_ranges_[i] = {lo, hi};
+            }
+            out_ok_ = finite;
+        }
+        count_forward(m, x.size(), !given, false); // the consumer reads x for the map and writes its own
+    }
+    /// After forward_deferred: writes the output after all, as forward() would have, and returns it
+    /// (output_ranges() stays as forward_deferred left it). For a caller that cannot use the map.
+    const tensor4& materialize() {
+        if (x_ == nullptr) {
+            throw error(detail::concat(name(), ": materialize called before forward"));
+        }
+        const shape4 s = shape_of(*x_);
+        ensure_shape(y_, s);
+        const std::size_t hw = s.h * s.w;
+        parallel_chunks(s.n * c_, [&](std::size_t lo, std::size_t hi, int) {
+            for (std::size_t i = lo; i < hi; ++i) {
+                apply_plane(i, y_.data() + i * hw);
+            }
+        });
+        return y_;
+    }
+    /// The per-channel map of the last forward: y = affine_scale()[c] x + affine_shift()[c] (then
+    /// the ReLU when with_relu()).
+    [[nodiscard]] const std::vector<float>& affine_scale() const noexcept { return fa_; }
+    [[nodiscard]] const std::vector<float>& affine_shift() const noexcept { return fb_; }
+    /// Plane `plane` (index n * C + c) of the last forward's output, computed from its input into
+    /// `out` (h * w floats): what forward() wrote there, value for value.
+    void apply_plane(std::size_t plane, float* out) const {
+        const shape4 s = shape_of(*x_);
+        const std::size_t hw = s.h * s.w, c = plane % c_;
+        bool finite = true;
+        if (relu_) {
+            (void)detail::affine<true>(x_->data() + plane * hw, fa_[c], fb_[c], out, hw, finite);
+        } else {
+            (void)detail::affine<false>(x_->data() + plane * hw, fa_[c], fb_[c], out, hw, finite);
+        }
     }
 
     const tensor4& backward(context& ctx, const tensor4& dy) {
@@ -369,12 +409,12 @@ private:
         const std::size_t hw = s.h * s.w;
         const float count = static_cast<float>(s.n * hw);
         parallel_dynamic(c_, [&](std::size_t c, int) { // channels are independent
-            const float mu = mean_[c], inv = inv_std_[c];
+            const float mu = mean_[c], inv = inv_std_[c], fa = fa_[c], fb = fb_[c];
             double sdy = 0.0, sdyx = 0.0;
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
-                const auto [a, b] = detail::sum_and_centered_dot<Masked>(dy.data() + at, y_.data() + at, x.data() + at,
-                                                                         mu, hw);
+                const auto [a, b] =
+                    detail::sum_and_centered_dot<Masked>(dy.data() + at, x.data() + at, mu, fa, fb, hw);
                 sdy += a;
                 sdyx += b;
             }
@@ -395,11 +435,11 @@ private:
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
                 if (keep_dx_) {
-                    dx_ranges_[n * c_ + c] = detail::combine<Masked, true>(dy.data() + at, y_.data() + at, gi,
+                    dx_ranges_[n * c_ + c] = detail::combine<Masked, true>(dy.data() + at, fa, fb, gi,
                                                                            x.data() + at, kx, k0, dx_.data() + at, hw,
                                                                            finite);
                 } else {
-                    (void)detail::combine<Masked>(dy.data() + at, y_.data() + at, gi, x.data() + at, kx, k0,
+                    (void)detail::combine<Masked>(dy.data() + at, fa, fb, gi, x.data() + at, kx, k0,
                                                   dx_.data() + at, hw, finite);
                 }
             }
@@ -407,6 +447,66 @@ private:
                 channel_ok_[c] = finite ? 1 : 0;
             }
         });
+    }
+
+    /// What every forward does first: checks, and records x and the mode for backward.
+    shape4 begin_forward(context& ctx, const tensor4& x) {
+        const shape4 s = shape_of(x);
+        check(s);
+        x_ = &x;
+        train_ = ctx.training();
+        out_ok_ = false;
+        if (train_ && s.n * s.h * s.w < 2) {
+            throw shape_error(detail::concat(name(), ": batch normalization in training mode needs more than one value "
+                                                     "per channel, got input of shape ", to_string(s)));
+        }
+        return s;
+    }
+    /// Channel c's statistics (training: of the batch, from `sums` when given, updating the
+    /// running ones; evaluation: the running ones) and its map y = a x + b, kept for backward.
+    std::pair<float, float> channel_affine(std::size_t c, const tensor4& x, const shape4& s,
+                                           const std::vector<std::pair<float, float>>* sums) {
+        const std::size_t hw = s.h * s.w, count = s.n * hw;
+        float mean, inv;
+        if (train_) {
+            double sum = 0.0, sq = 0.0;
+            for (std::size_t n = 0; n < s.n; ++n) {
+                const auto [ps, pq] = sums != nullptr ? (*sums)[n * c_ + c]
+                                                      : kernels::sum_and_squares(x.data() + (n * c_ + c) * hw, hw);
+                sum += ps;
+                sq += pq;
+            }
+            const double mu = sum / static_cast<double>(count);
+            const double var = std::max(0.0, sq / static_cast<double>(count) - mu * mu);
+            mean = static_cast<float>(mu);
+            inv = static_cast<float>(1.0 / std::sqrt(var + eps_));
+            const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
+            run_mean_(c) = (1.0f - momentum_) * run_mean_(c) + momentum_ * mean;
+            run_var_(c) = (1.0f - momentum_) * run_var_(c) + momentum_ * static_cast<float>(unbiased);
+        } else {
+            mean = run_mean_(c);
+            inv = 1.0f / std::sqrt(run_var_(c) + eps_);
+        }
+        mean_[c] = mean;
+        inv_std_[c] = inv;
+        const float a = gamma_(c) * inv, b = beta_(c) - a * mean;
+        fa_[c] = a;
+        fb_[c] = b;
+        return {a, b};
+    }
+    /// The forward's operations, and its bytes: x read for the statistics (unless given) and for
+    /// the map, y written (unless deferred, when the caller's pass reads x and writes its own).
+    void count_forward(cost_meter* m, std::size_t size, bool read_for_statistics, bool writes) {
+        if (m == nullptr) {
+            return;
+        }
+        const auto e = static_cast<std::uint64_t>(size);
+        m->mac(id(), phase::forward, fp32, fp32, train_ ? 3 * e : e); // statistics (2 per value) and the affine map
+        if (relu_) {
+            m->unary(id(), phase::forward, op_kind::compare, fp32, e);
+        }
+        m->bytes(id(), phase::forward, 4 * ((train_ && read_for_statistics ? 1 : 0) + (writes ? 1 : 0)) * e,
+                 writes ? 4 * e : 0);
     }
 
     void check(const shape4& s) const {
@@ -419,7 +519,7 @@ private:
     float momentum_, eps_;
     bool relu_;
     tensor1 gamma_, beta_, dgamma_, dbeta_, run_mean_, run_var_;
-    std::vector<float> mean_, inv_std_;
+    std::vector<float> mean_, inv_std_, fa_, fb_; // fa_, fb_: the last forward's map y = fa x + fb
     tensor4 y_, dx_, empty_;
     const tensor4* x_ = nullptr;
     bool train_ = true;

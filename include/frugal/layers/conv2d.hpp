@@ -15,9 +15,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "frugal/layers/layer.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/im2col.hpp"
 #include "frugal/tensor/kernels/gemm.hpp"
 #include "frugal/tensor/parallel.hpp"
@@ -75,6 +77,16 @@ public:
         return {x.n, out_, g.out_h(), g.out_w()};
     }
 
+    /// Whether a training forward also computes the (sum, sum of squares) of every plane of its
+    /// output while the plane is in cache: what a batch norm after this layer reads instead of a
+    /// statistics pass of its own (basic_block turns it on). Off by default.
+    void keep_output_sums(bool on) noexcept { keep_sums_ = on; }
+    /// The plane sums of the last forward's output (index n * out + o) when keep_output_sums is on
+    /// and that forward was a training forward; else nullptr.
+    [[nodiscard]] const std::vector<std::pair<float, float>>* output_sums() const noexcept {
+        return sums_ok_ ? &out_sums_ : nullptr;
+    }
+
     const tensor4& forward(context& ctx, const tensor4& x) {
         cost_meter* m = meter(ctx);
         scoped_timer timer(m, slot(), phase::forward);
@@ -82,11 +94,17 @@ public:
         const conv_geometry g = geometry(xs);
         ensure_shape(y_, {xs.n, out_, g.out_h(), g.out_w()});
         x_ = &x;
-        if (implicit(g)) {
-            forward_implicit(x, g);
-        } else {
-            forward_im2col(x, g);
+        sums_ok_ = false;
+        const bool sums = keep_sums_ && ctx.training();
+        if (sums) {
+            out_sums_.resize(xs.n * out_);
         }
+        if (implicit(g)) {
+            forward_implicit(x, g, sums);
+        } else {
+            forward_im2col(x, g, sums);
+        }
+        sums_ok_ = sums;
         if (m != nullptr) {
             const std::uint64_t macs = static_cast<std::uint64_t>(xs.n) * out_ * g.cols() * g.rows();
             m->mac(id(), phase::forward, fp32, fp32, macs);
@@ -277,7 +295,7 @@ private:
     // no output pixel are computed and dropped: the price of reading the
     // input in place.
 
-    void forward_implicit(const tensor4& x, const conv_geometry& g) {
+    void forward_implicit(const tensor4& x, const conv_geometry& g, bool sums) {
         const std::size_t n = x.shape()[0], k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
         const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
         const float* bias = opt_.bias ? b_.data() : nullptr;
@@ -308,6 +326,9 @@ private:
                             for (std::size_t xx = 0; xx < wo; ++xx) {
                                 d[xx] = src[xx] + bo;
                             }
+                        }
+                        if (sums) { // the plane is still in cache
+                            out_sums_[(n0 + s) * out_ + o] = kernels::sum_and_squares(dst + o * ho * wo, ho * wo);
                         }
                     }
                 }
@@ -438,7 +459,7 @@ private:
         return std::max<std::size_t>(1, std::min(n, (256 + cols - 1) / cols));
     }
 
-    void forward_im2col(const tensor4& x, const conv_geometry& g) {
+    void forward_im2col(const tensor4& x, const conv_geometry& g, bool sums) {
         const std::size_t n = x.shape()[0];
         const std::size_t p = g.cols(), kk = g.rows(), group = group_size(p, n);
         const std::size_t groups = (n + group - 1) / group;
@@ -459,6 +480,9 @@ private:
                         const float bo = bias != nullptr ? bias[o] : 0.0f;
                         for (std::size_t j = 0; j < p; ++j) {
                             dst[o * p + j] = src[j] + bo;
+                        }
+                        if (sums) {
+                            out_sums_[(n0 + s) * out_ + o] = kernels::sum_and_squares(dst + o * p, p);
                         }
                     }
                 }
@@ -547,6 +571,8 @@ private:
     tensor4 w_, dw_;
     tensor1 b_, db_;
     tensor4 y_, dx_, empty_;
+    bool keep_sums_ = false, sums_ok_ = false;
+    std::vector<std::pair<float, float>> out_sums_; // per (sample, output channel) plane
     const tensor4* x_ = nullptr;
     std::vector<float> wt_, wrot_, partial_;
 };

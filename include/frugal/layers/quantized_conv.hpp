@@ -93,6 +93,12 @@ struct zero_point_grid {
     grid g;
     int zero = 0;
 };
+/// Where a forward keeps its output planes' (sum, sum of squares) and [min, max] (ranges only with
+/// sums).
+struct plane_sinks {
+    std::pair<float, float>* sums = nullptr;
+    value_range* ranges = nullptr;
+};
 /// memcpy for the short runs of this layer (an image row: 7 to 30 bytes, or floats): moves of 32,
 /// 16, 8 and 4 bytes with constant sizes, which the compiler emits inline; a library call per row
 /// cost more than the copy (3% of the 8-bit training step).
@@ -167,11 +173,22 @@ public:
     /// output while the plane is in cache (kernels::sum_and_squares): what a batch norm after
     /// this layer reads instead of a statistics pass of its own. Off by default.
     void keep_output_sums(bool on) noexcept { keep_sums_ = on; }
+    /// With keep_output_sums: also the [min, max] of every output plane (output_ranges()), in the
+    /// same pass. Off by default.
+    void keep_output_ranges(bool on) noexcept { keep_out_ranges_ = on; }
     /// The plane sums of the last forward's output (index n * out + o) when keep_output_sums is on
     /// and that forward was an integer training forward; else nullptr.
     [[nodiscard]] const std::vector<std::pair<float, float>>* output_sums() const noexcept {
         return sums_ok_ ? &out_sums_ : nullptr;
     }
+    /// The [min, max] of every plane of the last forward's output, kept with output_sums() when
+    /// keep_output_ranges is on too; else nullptr.
+    [[nodiscard]] const std::vector<value_range>* output_ranges() const noexcept {
+        return sums_ok_ && keep_out_ranges_ ? &out_ranges_ : nullptr;
+    }
+    /// Whether forward runs the integer products (false: bit_widths::full() without groups, the
+    /// float convolution): what forward_planes needs.
+    [[nodiscard]] bool integer_forward() const noexcept { return !(groups_.empty() && prec_.is_full()); }
     /// The running activation range used in evaluation.
     [[nodiscard]] value_range running_range() const noexcept { return running_; }
 
@@ -218,11 +235,44 @@ public:
         if (float_mode_) {
             return forward_float(ctx, x);
         }
+        return forward_integer(ctx, shape_of(x), &x, x_ranges, [&](std::size_t i, float*) {
+            const std::size_t hw = x.shape()[2] * x.shape()[3];
+            return x.data() + i * hw;
+        });
+    }
+
+    /// A training forward whose input is not a tensor but computed plane by plane: `plane(i, buf)`
+    /// returns plane i (index n * C + c, h * w floats of an input of shape `xs`), written into `buf`
+    /// (room for h * w floats) or elsewhere; called once per plane, from any thread. `x_ranges`
+    /// are the planes' exact ranges (required). What a batch norm before this layer uses to hand
+    /// over its output without writing it (basic_block: batchnorm::apply_plane): the codes come
+    /// from the values in cache. Needs integer_forward() and training.
+    template <class PlaneSource>
+    const tensor4& forward_planes(context& ctx, const shape4& xs, const std::vector<value_range>& x_ranges,
+                                  PlaneSource&& plane) {
+        if (!integer_forward() || !ctx.training()) {
+            throw error(detail::concat(name(), ": forward_planes needs integer widths and training"));
+        }
+        if (x_ranges.size() != xs.n * xs.c) {
+            throw shape_error(detail::concat(name(), ": forward_planes got ", x_ranges.size(), " plane ranges for input ",
+                                             to_string(xs)));
+        }
+        float_mode_ = false;
+        input_ranges_ok_ = false;
+        sums_ok_ = false;
+        return forward_integer(ctx, xs, nullptr, &x_ranges, plane);
+    }
+
+private:
+    /// forward's integer path; `x` (may be null with x_ranges given) is only read to measure the
+    /// ranges and by the meter, the values come from `plane` (forward_planes).
+    template <class PlaneSource>
+    const tensor4& forward_integer(context& ctx, const shape4& xs, const tensor4* xp,
+                                   const std::vector<value_range>* x_ranges, PlaneSource&& plane) {
         cost_meter* m = meter(ctx);
         scoped_timer timer(m, slot(), phase::forward);
-        const shape4 xs = shape_of(x);
         const conv_geometry g = float_.geometry(xs);
-        const std::size_t out = out_channels(), kk = g.rows(), p = g.cols(), per_x = xs.per_sample();
+        const std::size_t out = out_channels(), kk = g.rows(), p = g.cols();
         have_forward_ = false; // until this forward succeeds, backward refuses
         check_inner_lengths(g);
         std::vector<segment> segs;
@@ -266,7 +316,7 @@ public:
             if (x_ranges != nullptr && x_ranges->size() == xs.n * xs.c) {
                 ranges_.assign(x_ranges->begin(), x_ranges->end());
             } else {
-                plane_ranges(x.data(), xs.n * xs.c, xs.h * xs.w, ranges_, "frugal::quantized_conv");
+                plane_ranges(xp->data(), xs.n * xs.c, xs.h * xs.w, ranges_, "frugal::quantized_conv");
             }
             all = range_of(ranges_, 0, xs.n * xs.c);
             input_ranges_ok_ = true; // until backward reuses ranges_
@@ -275,28 +325,45 @@ public:
         // read them with the unpadded geometry gp
         const std::size_t pad = g.pad, hp = xs.h + 2 * pad, wp = xs.w + 2 * pad, per_xp = xs.c * hp * wp;
         qx_.resize(xs.n * per_xp + g.k + 4); // dW's implicit rows read up to k + 3 bytes past the last sample
+        // the codes of planes [lo, hi) of a segment, each padded with the code of 0.0: a whole plane at
+        // vector speed into a buffer, then its rows, and only the border set to the zero point
+        const auto quantize_planes = [&](const segment& sg, const detail::grid& gq, std::size_t lo, std::size_t hi) {
+            thread_local std::vector<std::uint8_t> codes;
+            thread_local std::vector<float> values; // a plane the source computes
+            codes.resize(xs.h * xs.w);
+            values.resize(xs.h * xs.w);
+            const auto z = static_cast<std::uint8_t>(sg.zx);
+            for (std::size_t i = lo; i < hi; ++i) {
+                const float* src = plane(sg.s0 * xs.c + i, values.data());
+                std::uint8_t* dst = qx_.data() + sg.s0 * per_xp + i * hp * wp;
+                if (pad == 0) {
+                    detail::quantize_nearest(src, xs.h * xs.w, gq, dst);
+                    continue;
+                }
+                detail::quantize_nearest(src, xs.h * xs.w, gq, codes.data());
+                std::memset(dst, z, pad * wp + pad); // the top rows and the first row's left border
+                for (std::size_t y = 0; y < xs.h; ++y) {
+                    std::uint8_t* row = dst + (y + pad) * wp + pad;
+                    detail::copy_short(row, codes.data() + y * xs.w, xs.w);
+                    for (std::size_t b = 0; b < 2 * pad; ++b) { // its right border, the next row's left
+                        row[xs.w + b] = z;
+                    }
+                }
+                const std::size_t done = (xs.h + pad) * wp + pad;
+                std::memset(dst + done, z, hp * wp - done); // the bottom rows
+            }
+        };
+        std::vector<detail::grid> xgrids;
         for (auto& sg : segs) {
             const value_range r = ctx.training() && segs.size() > 1 ? range_of(ranges_, sg.s0 * xs.c, sg.n * xs.c) : all;
             const detail::zero_point_grid xg = detail::nudged_range_grid(r, sg.widths.act);
             sg.sx = xg.g.scale;
             sg.zx = xg.zero;
-            parallel_chunks(sg.n * xs.c, [&](std::size_t lo, std::size_t hi, int) {
-                thread_local std::vector<std::uint8_t> plane; // a whole plane at vector speed, then its rows
-                plane.resize(xs.h * xs.w);
-                for (std::size_t i = lo; i < hi; ++i) {
-                    const float* src = x.data() + sg.s0 * per_x + i * xs.h * xs.w;
-                    std::uint8_t* dst = qx_.data() + sg.s0 * per_xp + i * hp * wp;
-                    if (pad == 0) {
-                        detail::quantize_nearest(src, xs.h * xs.w, xg.g, dst);
-                        continue;
-                    }
-                    detail::quantize_nearest(src, xs.h * xs.w, xg.g, plane.data());
-                    std::memset(dst, sg.zx, hp * wp);
-                    for (std::size_t y = 0; y < xs.h; ++y) {
-                        detail::copy_short(dst + (y + pad) * wp + pad, plane.data() + y * xs.w, xs.w);
-                    }
-                }
-            });
+            xgrids.push_back(xg.g);
+            if (!quads) { // stride 1: each sample's codes are made right before its product (below)
+                parallel_chunks(sg.n * xs.c,
+                                [&](std::size_t lo, std::size_t hi, int) { quantize_planes(sg, xg.g, lo, hi); });
+            }
         }
         if (ctx.training()) {
             running_ = has_running_ ? value_range{0.9f * running_.lo + 0.1f * all.lo, 0.9f * running_.hi + 0.1f * all.hi}
@@ -314,14 +381,27 @@ public:
         if (want_sums) {
             out_sums_.resize(xs.n * out);
         }
-        std::pair<float, float>* sums = want_sums ? out_sums_.data() : nullptr;
+        if (want_sums && keep_out_ranges_) {
+            out_ranges_.resize(xs.n * out);
+        }
+        const detail::plane_sinks sums =
+            want_sums ? detail::plane_sinks{out_sums_.data(), keep_out_ranges_ ? out_ranges_.data() : nullptr}
+                      : detail::plane_sinks{};
         const tensor1& bias = float_.bias();
-        for (const auto& sg : segs_) {
+        for (std::size_t si = 0; si < segs_.size(); ++si) {
+            const segment& sg = segs_[si];
             const auto scale = [&](std::size_t o) { return sg.sx * sw[o]; };
-            if (quads) {
-                to_quads(qx_.data(), per_xp, padded_geometry(g), sg.zx, xs.n, sg.s0, sg.n, qx4_);
-                integer_conv_quads(qx4_.data(), padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
-                                   scale, bias.size() ? bias.data() : nullptr, y_.data(), sums);
+            if (quads) { // each sample's codes and quads made right before its product, in cache
+                const conv_geometry gp = padded_geometry(g);
+                const auto zx = static_cast<std::uint8_t>(sg.zx);
+                integer_conv_quads(
+                    [&](std::size_t s, std::int8_t* buf) {
+                        const std::size_t i = s - sg.s0;
+                        quantize_planes(sg, xgrids[si], i * xs.c, (i + 1) * xs.c);
+                        quads_of_sample(qx_.data() + s * per_xp, gp, zx, buf);
+                    },
+                    gp, sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n, scale, bias.size() ? bias.data() : nullptr,
+                    y_.data(), sums);
             } else {
                 integer_conv(qx_.data(), per_xp, padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
                              scale, bias.size() ? bias.data() : nullptr, y_.data(), sums);
@@ -334,10 +414,12 @@ public:
         }
         sums_ok_ = want_sums;
         if (m != nullptr) {
-            m->bytes(id(), phase::forward, x.size() * 4 + w.size() * 4, 4 * y_.size());
+            m->bytes(id(), phase::forward, xs.size() * 4 + w.size() * 4, 4 * y_.size());
         }
         return y_;
     }
+
+public:
 
     /// @param dy_ranges  the [min, max] of every (sample, channel) plane of dy when the caller has
     ///                   them exactly (as forward's x_ranges); nullptr: measured here
@@ -383,7 +465,7 @@ public:
         const std::vector<float>& sw = qw_.scale;
         const bool any_limbs = std::any_of(segs_.begin(), segs_.end(), [](const segment& sg) { return sg.limbs(); });
         qg_.resize(dy.size());
-        if (need_dx) {
+        if (need_dx && any_limbs) { // (8-bit e codes live per sample, in cache, below)
             qe_.resize(dy.size());
         }
         if (any_limbs) {
@@ -394,7 +476,12 @@ public:
                 qel_.resize(dy.size());
             }
         }
-        for (auto& sg : segs_) {
+        // per segment: the error grid and e's; for 8-bit errors with dx, the rounding of each sample
+        // happens right before its dx product (below), from a seed of its own drawn here
+        std::vector<std::pair<detail::grid, detail::grid>> err_grids(segs_.size());
+        std::vector<std::vector<std::uint64_t>> sample_seeds(segs_.size());
+        for (std::size_t si = 0; si < segs_.size(); ++si) {
+            segment& sg = segs_[si];
             const detail::zero_point_grid eg =
                 detail::nudged_range_grid(range_of(ranges_, sg.s0 * out, sg.n * out), sg.widths.error);
             sg.sg = eg.g.scale;
@@ -420,26 +507,24 @@ public:
             const detail::zero_point_grid ee = detail::nudged_range_grid(r, sg.widths.error);
             sg.se = ee.g.scale;
             sg.ze = ee.zero;
-            const auto zcode = static_cast<float>(ee.zero);
-            const auto e_grid_of = [&](std::size_t i) {
-                const float so = sw[i % out];
-                if (so > 0.0f) { // t = (s_o d - offset) / scale = (d - offset / s_o) s_o / scale
-                    return detail::grid{ee.g.scale / so, ee.g.inv_scale * so, ee.g.offset / so, ee.g.code_lo,
-                                        ee.g.code_hi};
+            err_grids[si] = {eg.g, ee.g};
+            const auto e_grid_of = [&](std::size_t i) { return e_grid(ee.g, sw[i % out]); };
+            if (!sg.limbs()) {
+                sample_seeds[si].resize(sg.n);
+                for (auto& v : sample_seeds[si]) {
+                    v = ctx.random();
                 }
-                return detail::grid{0.0f, 0.0f, 0.0f, zcode, zcode}; // a zero channel: e = 0
-            };
-            if (sg.limbs()) {
+                continue;
+            }
+            {
                 stochastic_planes_pair(dy.data() + first, sg.n * out, p, grid_of, qg16_.data() + first, e_grid_of,
                                        qe16_.data() + first, ctx.random);
                 split_limbs(qg16_.data() + first, count, qg_.data() + first, qgl_.data() + first);
                 split_limbs(qe16_.data() + first, count, qe_.data() + first, qel_.data() + first);
-            } else {
-                stochastic_planes_pair(dy.data() + first, sg.n * out, p, grid_of, qg_.data() + first, e_grid_of,
-                                       qe_.data() + first, ctx.random);
             }
         }
-        // (the meter counts the pass above, both roundings, as the weight gradient's time)
+        // (the meter counts the pass above, both roundings, as the weight gradient's time; the
+        // roundings made with the dx products count as dx's)
         const auto t1 = std::chrono::steady_clock::now();
 
         // dx = conv^T with the per-channel weight scales folded into the error:
@@ -464,14 +549,31 @@ public:
             const auto lead = static_cast<std::ptrdiff_t>(k - 1) - static_cast<std::ptrdiff_t>(g.pad);
             const auto st = static_cast<std::ptrdiff_t>(g.stride);
             ensure_shape(dx_, xs);
-            for (const auto& sg : segs_) {
+            for (std::size_t si = 0; si < segs_.size(); ++si) {
+                const segment& sg = segs_[si];
                 const std::size_t per4 = cqo * hb * wb * 4;
-                spread4_.resize(xs.n * per4 + 4 * k + 64); // see integer_conv_quads
-                if (sg.limbs()) {
-                    spread4l_.resize(spread4_.size());
-                }
                 const auto zh = static_cast<std::uint8_t>(sg.limbs() ? sg.ze >> 8 : sg.ze),
                            zl = static_cast<std::uint8_t>(sg.ze & 255);
+                if (!sg.limbs()) {
+                    // each sample right before its product, in cache: dy's two stochastic roundings
+                    // (its codes for dW, e's codes), then e's spread quads
+                    const detail::grid gg = err_grids[si].first, ge = err_grids[si].second;
+                    integer_conv_quads(
+                        [&](std::size_t s, std::int8_t* buf) {
+                            thread_local std::vector<std::uint8_t> e;
+                            e.resize(per_y);
+                            rng r(sample_seeds[si][s - sg.s0]);
+                            detail::quantize_stochastic_planes_pair(
+                                dy.data() + s * per_y, out, p, [&](std::size_t) { return gg; }, qg_.data() + s * per_y,
+                                [&](std::size_t o) { return e_grid(ge, sw[o]); }, e.data(), r);
+                            spread_quads(e.data(), out, ho, wo, hb, wb, lead, st, zh, buf);
+                        },
+                        gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n, [&](std::size_t) { return sg.se; },
+                        nullptr, dx_.data());
+                    continue;
+                }
+                spread4_.resize(xs.n * per4 + 4 * k + 64); // see integer_conv_quads
+                spread4l_.resize(spread4_.size());
                 parallel_dynamic(sg.n, [&](std::size_t i, int) {
                     const std::size_t s = sg.s0 + i;
                     spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zh, spread4_.data() + s * per4);
@@ -480,13 +582,8 @@ public:
                                      spread4l_.data() + s * per4);
                     }
                 });
-                if (sg.limbs()) {
-                    integer_conv_quads_limbs(spread4_.data(), zh, spread4l_.data(), zl, gt, at_.data(), rat_.data(),
-                                             in, sg.s0, sg.n, sg.se, dx_.data());
-                } else {
-                    integer_conv_quads(spread4_.data(), gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n,
-                                       [&](std::size_t) { return sg.se; }, nullptr, dx_.data());
-                }
+                integer_conv_quads_limbs(spread4_.data(), zh, spread4l_.data(), zl, gt, at_.data(), rat_.data(), in,
+                                         sg.s0, sg.n, sg.se, dx_.data());
             }
             dx = &dx_;
         }
@@ -708,7 +805,7 @@ public:
             m->time(id(), phase::weight_gradient,
                     std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count());
             if (need_dx) {
-                m->bytes(id(), phase::backward_input, 4 * dy.size() + qe_.size() + wide_e + qw_.values.size(),
+                m->bytes(id(), phase::backward_input, 4 * dy.size() + dy.size() + wide_e + qw_.values.size(),
                          4 * dx->size());
                 m->time(id(), phase::backward_input, std::chrono::duration<double>(t2 - t1).count());
             }
@@ -774,7 +871,7 @@ private:
     static void integer_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
                              const std::uint8_t* a, const std::int32_t* ra, std::size_t m, std::size_t s0,
                              std::size_t n, RowScale&& row_scale, const float* bias, float* out,
-                             std::pair<float, float>* sums = nullptr) {
+                             detail::plane_sinks sums = {}) {
         const std::size_t kk = g.rows(), ho = g.out_h(), wo = g.out_w(), p = ho * wo, group = group_size(p),
                           groups = (n + group - 1) / group;
         parallel_dynamic(groups, [&](std::size_t gi, int) { // each group writes its own samples
@@ -877,6 +974,15 @@ private:
     /// body(first, count, rng&) over chunks of whole planes (about 16k values each, fixed by the sizes
     /// alone) in parallel, each chunk with its own random stream seeded in order from `source`, so
     /// that what the body draws does not depend on the thread count.
+    /// The grid of e = s_o d (e's grid `ge`) as a grid for d itself: t = (s_o d - offset) / scale =
+    /// (d - offset / s_o) s_o / scale; a zero channel (s_o = 0) has e = 0, e's zero code.
+    [[nodiscard]] static detail::grid e_grid(const detail::grid& ge, float so) noexcept {
+        if (so > 0.0f) {
+            return {ge.scale / so, ge.inv_scale * so, ge.offset / so, ge.code_lo, ge.code_hi};
+        }
+        const float zcode = std::nearbyint(-ge.offset / ge.scale);
+        return {0.0f, 0.0f, 0.0f, zcode, zcode};
+    }
     template <class Body>
     static void seeded_plane_chunks(std::size_t planes, std::size_t size, rng& source, Body&& body) {
         const std::size_t per_chunk = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(size, 1)),
@@ -982,18 +1088,6 @@ private:
             }
         }
     }
-    /// quads_of_sample for samples [s0, s0 + n) of padded codes (per_sample apart) into `quads`
-    /// (sized for the whole batch, with integer_conv_quads' slack).
-    static void to_quads(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
-                         std::size_t batch, std::size_t s0, std::size_t n, std::vector<std::int8_t>& quads) {
-        const std::size_t per4 = (g.c + 3) / 4 * g.h * g.w * 4;
-        quads.resize(batch * per4 + 4 * g.k + 64);
-        parallel_for(n, [&](std::size_t i) {
-            quads_of_sample(codes + (s0 + i) * per_sample, g, static_cast<std::uint8_t>(z),
-                            quads.data() + (s0 + i) * per4);
-        });
-    }
-
     /// integer_conv for a stride-1 geometry (g.pad 0) without any packing: the codes come as channel
     /// quads (quads_of_sample, ceil(c / 4) h w 4 bytes per sample) and the integer product reads them
     /// in place (kernels::igemm_u8s8_offsets): group (tap, quad) of B is the quad's plane viewed at
@@ -1002,19 +1096,24 @@ private:
     /// sample is one product. The quads need 4 k + 64 readable bytes after the last sample (the
     /// last tap's junk columns read 4 (k - 1) bytes past a sample, the portable kernel up to 60
     /// more).
-    template <class RowScale>
-    static void integer_conv_quads(const std::int8_t* quads, const conv_geometry& g, int z, const std::uint8_t* a,
+    /// `quads_of(s, buf)` writes sample s's quads (ceil(c / 4) h w 4 bytes) into buf, a per-thread
+    /// buffer with the slack: made right before the sample's product, they are read from cache.
+    template <class QuadsOf, class RowScale>
+    static void integer_conv_quads(QuadsOf&& quads_of, const conv_geometry& g, int z, const std::uint8_t* a,
                                    const std::int32_t* ra, std::size_t m, std::size_t s0, std::size_t n,
                                    RowScale&& row_scale, const float* bias, float* out,
-                                   std::pair<float, float>* sums = nullptr) {
+                                   detail::plane_sinks sums = {}) {
         const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w, per4 = cq * plane * 4,
                           kk = k2 * cq * 4, ho = g.out_h(), wo = g.out_w(), pw = ho * g.w;
         const std::vector<std::size_t> off = quad_offsets(g);
         parallel_dynamic(n, [&](std::size_t i, int) { // each sample writes its own output
             thread_local std::vector<std::int32_t> c;
+            thread_local std::vector<std::int8_t> quads;
             c.resize((m + 1) * pw);
+            quads.resize(per4 + 4 * g.k + 64);
             const std::size_t s = s0 + i;
-            const kernels::detail::offset_cols b{quads + s * per4, off.data(), kk, pw, k2 * cq};
+            quads_of(s, quads.data());
+            const kernels::detail::offset_cols b{quads.data(), off.data(), kk, pw, k2 * cq};
             kernels::igemm_u8s8_offsets(m + 1, a, kk, b, c.data(), pw);
             dequantize(c.data(), pw, c.data() + m * pw, s, 1, pw, g.w, ho, wo, z, ra, m, kk, row_scale, bias, out,
                        sums);
@@ -1100,7 +1199,7 @@ private:
     static void dequantize(const std::int32_t* c, std::size_t ld, const std::int32_t* col_sums, std::size_t first,
                            std::size_t cnt, std::size_t pc, std::size_t cw, std::size_t ho, std::size_t wo, int z,
                            const std::int32_t* ra, std::size_t m, std::size_t kk,
-                           RowScale&& row_scale, const float* bias, float* out, std::pair<float, float>* sums) {
+                           RowScale&& row_scale, const float* bias, float* out, detail::plane_sinks sums) {
         const std::size_t p = ho * wo;
         const std::int64_t kk64 = static_cast<std::int64_t>(kk);
         // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
@@ -1138,8 +1237,12 @@ private:
                         detail::copy_short(yo + oy * wo, wide.data() + oy * cw, wo * sizeof(float));
                     }
                 }
-                if (sums != nullptr) { // the plane is still in cache
-                    sums[(first + s) * m + r] = kernels::sum_and_squares(yo, p);
+                if (sums.ranges != nullptr) { // the plane is still in cache
+                    const kernels::moments mo = kernels::sum_squares_min_max(yo, p);
+                    sums.sums[(first + s) * m + r] = {mo.sum, mo.squares};
+                    sums.ranges[(first + s) * m + r] = {mo.lo, mo.hi};
+                } else if (sums.sums != nullptr) {
+                    sums.sums[(first + s) * m + r] = kernels::sum_and_squares(yo, p);
                 }
             }
         }
@@ -1180,14 +1283,15 @@ private:
     std::vector<segment> segs_;
     int wbits_ = 8;
     bool float_mode_ = false, has_running_ = false, have_forward_ = false, input_ranges_ok_ = false;
-    bool keep_sums_ = false, sums_ok_ = false;
+    bool keep_sums_ = false, sums_ok_ = false, keep_out_ranges_ = false;
     std::vector<std::pair<float, float>> out_sums_; // per (sample, output channel) plane
+    std::vector<value_range> out_ranges_;           // with out_sums_: the output planes' [min, max]
     value_range running_{};
     shape4 x_shape_{};
     std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;
     std::vector<std::uint16_t> qg16_, qe16_; // error codes wider than 8 bits
     std::vector<std::uint8_t> qgl_, qel_;    // their low limbs (qg_ and qe_ then hold the high ones)
-    std::vector<std::int8_t> qx4_, spread4_, spread4l_; // channel quads (integer_conv_quads)
+    std::vector<std::int8_t> spread4_, spread4l_; // channel quads of wide errors (integer_conv_quads_limbs)
     std::vector<value_range> ranges_; // per (sample, channel) plane
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;

@@ -62,6 +62,14 @@ public:
             c.output_sums();
         };
 
+    /// Whether the convolutions give the plane sums of their output (keep_output_sums,
+    /// output_sums: conv2d, quantized_conv): the batch norms after them take those as their
+    /// statistics instead of a pass of their own.
+    static constexpr bool conv_gives_sums = requires(conv_type& c) {
+        c.keep_output_sums(true);
+        c.output_sums();
+    };
+
     /// @param in, out  channels; @param stride  1, or 2 to halve the resolution
     basic_block(std::size_t in, std::size_t out, std::size_t stride = 1) : basic_block(in, out, out, stride) {}
 
@@ -74,14 +82,19 @@ public:
         if (stride != 1 || in != out) {
             proj_.emplace(ConvMaker::make(in, out, 1, {stride, 0, false}), batchnorm(out));
         }
-        if constexpr (conv_takes_ranges) { // bn1's output is conv2's input; each bn's dx a conv's dy
-            bn1_.keep_ranges(true, true);
-            bn2_.keep_ranges(false, true);
+        if constexpr (conv_gives_sums) {
             conv1_.keep_output_sums(true);
             conv2_.keep_output_sums(true);
             if (proj_) {
-                proj_->second.keep_ranges(false, true);
                 proj_->first.keep_output_sums(true);
+            }
+        }
+        if constexpr (conv_takes_ranges) { // bn1's output is conv2's input; each bn's dx a conv's dy
+            bn1_.keep_ranges(true, true);
+            bn2_.keep_ranges(false, true);
+            conv1_.keep_output_ranges(true); // bn1's output ranges follow from them (forward_to_conv2)
+            if (proj_) {
+                proj_->second.keep_ranges(false, true);
             }
         }
         set_name("");
@@ -145,16 +158,8 @@ public:
     /// The residual branch: bn2(conv2(relu(bn1(conv1(x))))) (bn1 applies the ReLU in its own pass).
     /// `x_ranges`: x's plane ranges when known (only used by convolutions that take them).
     const tensor4& forward_body(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
-        if constexpr (conv_takes_ranges) { // each conv's sums are read after its forward ran
-            const tensor4& c1 = conv1_.forward(ctx, x, x_ranges);
-            const tensor4& a = bn1_.forward(ctx, c1, conv1_.output_sums());
-            const tensor4& c2 = conv2_.forward(ctx, a, bn1_.output_ranges());
-            return bn2_.forward(ctx, c2, conv2_.output_sums());
-        } else {
-            (void)x_ranges;
-            const tensor4& a = bn1_.forward(ctx, conv1_.forward(ctx, x));
-            return bn2_.forward(ctx, conv2_.forward(ctx, a));
-        }
+        const tensor4& c2 = forward_to_conv2(ctx, x, x_ranges);
+        return bn2_.forward(ctx, c2, sums_of(conv2_)); // each conv's sums are read after its forward ran
     }
     /// The shortcut: x itself, or bn(conv1x1(x)). `x_ranges`: x's plane ranges when known (only
     /// used by convolutions that take them).
@@ -166,7 +171,8 @@ public:
                 return proj_->second.forward(ctx, c, proj_->first.output_sums());
             } else {
                 (void)x_ranges;
-                return proj_->second.forward(ctx, proj_->first.forward(ctx, x));
+                const tensor4& c = proj_->first.forward(ctx, x);
+                return proj_->second.forward(ctx, c, sums_of(proj_->first));
             }
         }
         return x;
@@ -196,33 +202,49 @@ public:
         return d;
     }
 
-    /// relu(body(x) + shortcut(x)), the sum and the ReLU in one pass.
+    /// relu(body(x) + shortcut(x)): bn2's map (and the projection's batch norm's) applied in the
+    /// residual pass, with the sum and the ReLU (batchnorm::forward_deferred): the batch norms'
+    /// outputs are never written. Value for value what forward_body and forward_shortcut give.
     /// @param x_ranges  the [min, max] of every (sample, channel) plane of x when the caller has
     ///                  them exactly (the previous block's output_ranges()); only read by
     ///                  convolutions that take ranges. When the convolutions take them, a training
     ///                  forward keeps the output's plane ranges, found in the residual pass.
     const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
-        const tensor4& body = forward_body(ctx, x, x_ranges);
-        const tensor4& s = forward_shortcut(ctx, x, conv1_input_ranges());
-        ensure_shape(y_, shape_of(body));
-        out_ok_ = false;
-        if constexpr (conv_takes_ranges) {
-            if (ctx.training()) {
-                const shape4 ys = shape_of(y_);
-                out_ok_ = add_relu_ranges(body.data(), s.data(), y_.data(), ys.n * ys.c, ys.h * ys.w, out_ranges_);
-                if (!out_ok_) { // the ReLU would hide a NaN from the next layer
-                    throw numeric_error(detail::concat(name_.empty() ? std::string("basic_block") : name_,
-                                                       ": the residual sum contains NaN or infinity"));
-                }
+        const tensor4& c2 = forward_to_conv2(ctx, x, x_ranges);
+        bn2_.forward_deferred(ctx, c2, sums_of(conv2_));
+        const tensor4* sc = &x; // the shortcut's input to the residual pass: x, or the projection's output
+        if (proj_) {
+            if constexpr (conv_takes_ranges) {
+                const tensor4& c = proj_->first.forward(ctx, x, conv1_input_ranges());
+                proj_->second.forward_deferred(ctx, c, proj_->first.output_sums());
+                sc = &c;
             } else {
-                add_relu(body.data(), s.data(), y_.data(), body.size());
+                const tensor4& c = proj_->first.forward(ctx, x);
+                proj_->second.forward_deferred(ctx, c, sums_of(proj_->first));
+                sc = &c;
             }
-        } else {
-            add_relu(body.data(), s.data(), y_.data(), body.size());
+        }
+        ensure_shape(y_, shape_of(c2));
+        const shape4 ys = shape_of(y_);
+        out_ok_ = false;
+        residual_terms t{c2.data(), bn2_.affine_scale().data(), bn2_.affine_shift().data(), sc->data(),
+                         proj_ ? proj_->second.affine_scale().data() : nullptr,
+                         proj_ ? proj_->second.affine_shift().data() : nullptr};
+        bool track = false;
+        if constexpr (conv_takes_ranges) {
+            track = ctx.training();
+        }
+        const bool ok = residual_pass(t, y_.data(), ys.n * ys.c, ys.c, ys.h * ys.w, track ? &out_ranges_ : nullptr);
+        if (track) {
+            out_ok_ = ok;
+            if (!ok) { // the ReLU would hide a NaN from the next layer
+                throw numeric_error(detail::concat(name_.empty() ? std::string("basic_block") : name_,
+                                                   ": the residual sum contains NaN or infinity"));
+            }
         }
         if (cost_meter* m = slot_.bind(ctx.meter)) {
-            m->unary(slot_.id(), phase::forward, op_kind::add, fp32, body.size());
-            m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, body.size());
+            m->unary(slot_.id(), phase::forward, op_kind::add, fp32, y_.size());
+            m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, y_.size());
         }
         return y_;
     }
@@ -328,54 +350,79 @@ public:
         return out_ok_ ? &out_ranges_ : nullptr;
     }
 
-    /// c = max(a + b, 0) over `planes` planes of `hw` floats, with the [min, max] of every plane
-    /// of c in `ranges`; false when a sum was NaN or infinite (the ReLU would hide a NaN).
-    static bool add_relu_ranges(const float* a, const float* b, float* c, std::size_t planes, std::size_t hw,
-                                std::vector<value_range>& ranges) {
-        ranges.resize(planes);
+    /// The operands of the residual pass: y = max(a2[c] c2 + b2[c] + s', 0) with s' = s (identity
+    /// shortcut, as = nullptr) or as[c] s + bs[c] (the projection's batch norm).
+    struct residual_terms {
+        const float *c2, *a2, *b2, *s, *as, *bs;
+    };
+    /// The residual pass over `planes` planes of `hw` floats (plane p in channel p % channels);
+    /// with `ranges`, keeps every output plane's [min, max] and returns false when a sum was NaN
+    /// or infinite (the ReLU would hide it). The batch norms' maps are computed as their own
+    /// forward computes them (fused lanes, simd::fma1 in tails): the result is bit for bit that
+    /// of the materialized outputs summed.
+    static bool residual_pass(const residual_terms& t, float* out, std::size_t planes, std::size_t channels,
+                              std::size_t hw, std::vector<value_range>* ranges) {
+        if (ranges != nullptr) {
+            ranges->resize(planes);
+        }
         std::vector<unsigned char> ok(static_cast<std::size_t>(num_threads()), 1);
         const std::size_t span = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(hw, 1)); // planes per item
-        parallel_dynamic((planes + span - 1) / span, [&](std::size_t item, int t) {
-            const std::size_t lo = item * span, hi = std::min(planes, lo + span);
-            using simd::fbatch;
-            const fbatch zero(0.0f);
-            fbatch bad(0.0f);
-            float tail_bad = 0.0f;
-            for (std::size_t p = lo; p < hi; ++p) {
-                const std::size_t at = p * hw;
-                const float *pa = a + at, *pb = b + at;
-                float* pc = c + at;
-                fbatch vlo(std::numeric_limits<float>::max()), vhi(std::numeric_limits<float>::lowest());
-                std::size_t i = 0;
-                for (; i + simd::width <= hw; i += simd::width) {
-                    const fbatch v = fbatch::load_unaligned(pa + i) + fbatch::load_unaligned(pb + i);
-                    bad += v - v;
-                    const fbatch r = xsimd::max(v, zero);
-                    r.store_unaligned(pc + i);
-                    vlo = xsimd::min(vlo, r);
-                    vhi = xsimd::max(vhi, r);
+        const auto run = [&](auto proj, auto track) {
+            constexpr bool Proj = decltype(proj)::value, Track = decltype(track)::value;
+            parallel_dynamic((planes + span - 1) / span, [&](std::size_t item, int th) {
+                const std::size_t lo = item * span, hi = std::min(planes, lo + span);
+                using simd::fbatch;
+                const fbatch zero(0.0f);
+                fbatch bad(0.0f);
+                float tail_bad = 0.0f;
+                for (std::size_t p = lo; p < hi; ++p) {
+                    const std::size_t at = p * hw, c = p % channels;
+                    const float *pa = t.c2 + at, *pb = t.s + at;
+                    float* pc = out + at;
+                    const float a2 = t.a2[c], b2 = t.b2[c], as = Proj ? t.as[c] : 0.0f, bs = Proj ? t.bs[c] : 0.0f;
+                    const fbatch va2(a2), vb2(b2), vas(as), vbs(bs);
+                    fbatch vlo(std::numeric_limits<float>::max()), vhi(std::numeric_limits<float>::lowest());
+                    std::size_t i = 0;
+                    for (; i + simd::width <= hw; i += simd::width) {
+                        const fbatch sv = fbatch::load_unaligned(pb + i);
+                        const fbatch v =
+                            xsimd::fma(fbatch::load_unaligned(pa + i), va2, vb2) + (Proj ? xsimd::fma(sv, vas, vbs) : sv);
+                        const fbatch r = xsimd::max(v, zero);
+                        r.store_unaligned(pc + i);
+                        if constexpr (Track) {
+                            bad += v - v;
+                            vlo = xsimd::min(vlo, r);
+                            vhi = xsimd::max(vhi, r);
+                        }
+                    }
+                    value_range r{};
+                    if constexpr (Track) {
+                        r = {simd::hmin(vlo), simd::hmax(vhi)};
+                    }
+                    for (; i < hw; ++i) {
+                        const float v = simd::fma1(pa[i], a2, b2) + (Proj ? simd::fma1(pb[i], as, bs) : pb[i]);
+                        tail_bad += v - v;
+                        const float y = v > 0.0f ? v : 0.0f;
+                        pc[i] = y;
+                        r.lo = std::min(r.lo, y);
+                        r.hi = std::max(r.hi, y);
+                    }
+                    if constexpr (Track) {
+                        (*ranges)[p] = r;
+                    }
                 }
-                value_range r{simd::hmin(vlo), simd::hmax(vhi)};
-                for (; i < hw; ++i) {
-                    const float v = pa[i] + pb[i];
-                    tail_bad += v - v;
-                    const float y = v > 0.0f ? v : 0.0f;
-                    pc[i] = y;
-                    r.lo = std::min(r.lo, y);
-                    r.hi = std::max(r.hi, y);
+                if (Track && (xsimd::hadd(bad) != 0.0f || tail_bad != 0.0f)) {
+                    ok[static_cast<std::size_t>(th)] = 0;
                 }
-                ranges[p] = r;
-            }
-            if (xsimd::hadd(bad) != 0.0f || tail_bad != 0.0f) {
-                ok[static_cast<std::size_t>(t)] = 0;
-            }
-        });
+            });
+        };
+        const bool proj = t.as != nullptr, track = ranges != nullptr;
+        if (proj) {
+            track ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
+        } else {
+            track ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
+        }
         return std::find(ok.begin(), ok.end(), 0) == ok.end();
-    }
-
-    /// c = max(a + b, 0), vectorized and spread over the threads (spans of 16k values, dynamically).
-    static void add_relu(const float* a, const float* b, float* c, std::size_t n) {
-        parallel_spans(n, 16384, [&](std::size_t lo, std::size_t hi) { kernels::add_relu(a + lo, b + lo, c + lo, hi - lo); });
     }
 
     /// c = a + b, vectorized and spread over the threads.
@@ -384,6 +431,41 @@ public:
     }
 
 private:
+    /// conv2(relu(bn1(conv1(x)))): the body up to bn2.
+    const tensor4& forward_to_conv2(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges) {
+        if constexpr (conv_takes_ranges) { // each conv's sums are read after its forward ran
+            const tensor4& c1 = conv1_.forward(ctx, x, x_ranges);
+            if (ctx.training() && conv2_.integer_forward() && conv1_.output_ranges() != nullptr) {
+                // bn1's output is never written: conv2 quantizes each plane as bn1 computes it,
+                // with the planes' ranges derived from conv1's output ranges
+                bn1_.forward_deferred(ctx, c1, conv1_.output_sums(), conv1_.output_ranges());
+                if (const std::vector<value_range>* r = bn1_.output_ranges()) {
+                    return conv2_.forward_planes(ctx, shape_of(c1), *r, [&](std::size_t i, float* buf) {
+                        bn1_.apply_plane(i, buf);
+                        return static_cast<const float*>(buf);
+                    });
+                }
+                // a value that is not finite: conv2 measures (and reports) it itself
+                return conv2_.forward(ctx, bn1_.materialize(), nullptr);
+            }
+            const tensor4& a = bn1_.forward(ctx, c1, conv1_.output_sums());
+            return conv2_.forward(ctx, a, bn1_.output_ranges());
+        } else {
+            (void)x_ranges;
+            const tensor4& c1 = conv1_.forward(ctx, x);
+            return conv2_.forward(ctx, bn1_.forward(ctx, c1, sums_of(conv1_)));
+        }
+    }
+    /// A convolution's output sums when it gives them (conv_gives_sums), else nullptr.
+    [[nodiscard]] static const std::vector<std::pair<float, float>>* sums_of(const conv_type& c) noexcept {
+        if constexpr (conv_gives_sums) {
+            return c.output_sums();
+        } else {
+            (void)c;
+            return nullptr;
+        }
+    }
+
     std::size_t in_, mid_, out_, stride_;
     conv_type conv1_;
     batchnorm bn1_; // with its ReLU

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include <xsimd/xsimd.hpp>
 
@@ -27,6 +28,11 @@ inline constexpr std::size_t width = fbatch::size;
 
 /// Largest lane.
 [[nodiscard]] inline float hmax(const fbatch& b) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (width == 16) {
+        return _mm512_reduce_max_ps(b);
+    }
+#endif
     alignas(64) float t[width];
     b.store_aligned(t);
     float m = t[0];
@@ -38,6 +44,11 @@ inline constexpr std::size_t width = fbatch::size;
 
 /// Smallest lane.
 [[nodiscard]] inline float hmin(const fbatch& b) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (width == 16) {
+        return _mm512_reduce_min_ps(b);
+    }
+#endif
     alignas(64) float t[width];
     b.store_aligned(t);
     float m = t[0];
@@ -92,6 +103,14 @@ inline void store_narrow(const ibatch& b, Int* out) noexcept {
     }
 }
 
+/// a * b + c for one value exactly as the vector code computes it in every lane (xsimd::fma of the
+/// default architecture: fused where the instruction set has it, else a product and a sum): what a
+/// scalar tail uses when its results must equal the lanes' (a value recomputed later, a range
+/// derived from the inputs').
+[[nodiscard]] inline float fma1(float a, float b, float c) noexcept {
+    return xsimd::fma(fbatch(a), fbatch(b), fbatch(c)).get(0);
+}
+
 /// Loads `width` Int values widened to float lanes.
 template <class Int>
 [[nodiscard]] inline fbatch load_widen(const Int* in) noexcept {
@@ -121,17 +140,32 @@ public:
 
     /// Uniform floats in [0, 1) with 24 bits, one per lane.
     fbatch uniform() noexcept {
+        const ibatch top = xsimd::bitwise_cast<ibatch>(next() >> 8);
+        return xsimd::to_float(top) * fbatch(0x1.0p-24f);
+    }
+    /// Two independent uniform floats in [0, 1) per lane with 16 bits each (multiples of 2^-16),
+    /// from one step: the two halves of the 32 random bits. What a pair of stochastic roundings
+    /// uses (a draw below frac with 16 bits rounds up with probability ceil(2^16 frac) / 2^16,
+    /// within 2^-16 of frac).
+    std::pair<fbatch, fbatch> uniform_pair() noexcept {
+        const ubatch r = next();
+        const fbatch hi = xsimd::to_float(xsimd::bitwise_cast<ibatch>(r >> 16));
+        const fbatch lo = xsimd::to_float(xsimd::bitwise_cast<ibatch>(r & ubatch(0xffffU)));
+        return {hi * fbatch(0x1.0p-16f), lo * fbatch(0x1.0p-16f)};
+    }
+
+private:
+    /// 32 random bits per lane: a xorshift step, scrambled by a multiplication (xorshift's low
+    /// bits are of low quality).
+    ubatch next() noexcept {
         ubatch x = state_;
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         state_ = x;
-        const ubatch mixed = x * ubatch(0x9e3779bbU); // scramble the low-quality low bits
-        const ibatch top = xsimd::bitwise_cast<ibatch>(mixed >> 8);
-        return xsimd::to_float(top) * fbatch(0x1.0p-24f);
+        return x * ubatch(0x9e3779bbU);
     }
 
-private:
     ubatch state_;
 };
 

@@ -6,6 +6,7 @@
 /// ranges (parallel_chunks) or samples (parallel_for) over the threads.
 
 #include <cstddef>
+#include <limits>
 #include <utility>
 
 #include "frugal/numeric/simd.hpp"
@@ -30,6 +31,31 @@ inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) no
         b += v[i] * v[i];
     }
     return {a, b};
+}
+
+/// Sum, sum of squares, minimum and maximum of n floats in one pass.
+struct moments {
+    float sum, squares, lo, hi;
+};
+inline moments sum_squares_min_max(const float* v, std::size_t n) noexcept {
+    using simd::fbatch;
+    fbatch s(0.0f), q(0.0f), lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest());
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        const fbatch x = fbatch::load_unaligned(v + i);
+        s += x;
+        q = xsimd::fma(x, x, q);
+        lo = xsimd::min(lo, x);
+        hi = xsimd::max(hi, x);
+    }
+    moments m{xsimd::hadd(s), xsimd::hadd(q), simd::hmin(lo), simd::hmax(hi)};
+    for (; i < n; ++i) {
+        m.sum += v[i];
+        m.squares += v[i] * v[i];
+        m.lo = std::min(m.lo, v[i]);
+        m.hi = std::max(m.hi, v[i]);
+    }
+    return m;
 }
 
 /// c = max(a + b, 0)

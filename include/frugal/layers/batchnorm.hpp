@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -28,46 +29,53 @@
 namespace frugal {
 
 namespace detail {
-/// g where the ReLU after a batch norm passed its value (Masked), else g itself. The mask is
-/// recomputed from the batch norm's input x and its forward affine map (fa, fb): y = max(fa x + fb, 0)
-/// is > 0 exactly where fa x + fb > 0, the same fused product lane for lane (simd::fma1 in scalar
-/// tails), so a backward needs no copy of y.
-template <bool Masked>
+/// Which part of a batch norm's output gradient g reaches it: all (none), what its own ReLU passed
+/// (relu: recomputed from the input x and the forward's map, y = max(fa x + fb, 0) > 0 exactly where
+/// fa x + fb > 0, the same fused product lane for lane, simd::fma1 in scalar tails, so a backward
+/// needs no copy of y), or what a later ReLU passed, given as one byte per value (flags, 1 or 0:
+/// basic_block's residual ReLU).
+enum class bn_gate { none, relu, flags };
+template <bn_gate G>
 inline simd::fbatch gate_batch(const float* g, const simd::fbatch& xv, const simd::fbatch& fa, const simd::fbatch& fb,
-                               std::size_t i) noexcept {
+                               const std::uint8_t* flags, std::size_t i) noexcept {
     const simd::fbatch gv = simd::fbatch::load_unaligned(g + i);
-    if constexpr (Masked) {
+    if constexpr (G == bn_gate::relu) {
         return xsimd::select(xsimd::fma(xv, fa, fb) > simd::fbatch(0.0f), gv, simd::fbatch(0.0f));
+    } else if constexpr (G == bn_gate::flags) {
+        return xsimd::select(simd::load_flags(flags + i), gv, simd::fbatch(0.0f));
     } else {
         return gv;
     }
 }
-template <bool Masked>
-inline float gate_scalar(const float* g, float x, float fa, float fb, std::size_t i) noexcept {
-    if constexpr (Masked) {
+template <bn_gate G>
+inline float gate_scalar(const float* g, float x, float fa, float fb, const std::uint8_t* flags,
+                         std::size_t i) noexcept {
+    if constexpr (G == bn_gate::relu) {
         return simd::fma1(x, fa, fb) > 0.0f ? g[i] : 0.0f;
+    } else if constexpr (G == bn_gate::flags) {
+        return flags[i] != 0 ? g[i] : 0.0f;
     } else {
         return g[i];
     }
 }
 
-/// (sum of g, sum of g * (x - mu)) over n floats, g masked by the ReLU (fa x + fb > 0) when Masked.
-template <bool Masked>
+/// (sum of g, sum of g * (x - mu)) over n floats, g gated as G says.
+template <bn_gate G>
 inline std::pair<float, float> sum_and_centered_dot(const float* g, const float* x, float mu, float fa, float fb,
-                                                    std::size_t n) noexcept {
+                                                    const std::uint8_t* flags, std::size_t n) noexcept {
     using simd::fbatch;
     fbatch s(0.0f), d(0.0f);
     const fbatch m(mu), fav(fa), fbv(fb);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch xv = fbatch::load_unaligned(x + i);
-        const fbatch gv = gate_batch<Masked>(g, xv, fav, fbv, i);
+        const fbatch gv = gate_batch<G>(g, xv, fav, fbv, flags, i);
         s += gv;
         d = xsimd::fma(gv, xv - m, d);
     }
     float a = xsimd::hadd(s), b = xsimd::hadd(d);
     for (; i < n; ++i) {
-        const float gv = gate_scalar<Masked>(g, x[i], fa, fb, i);
+        const float gv = gate_scalar<G>(g, x[i], fa, fb, flags, i);
         a += gv;
         b += gv * (x[i] - mu);
     }
@@ -114,18 +122,17 @@ inline value_range affine(const float* v, float a, float b, float* out, std::siz
     }
     return range;
 }
-/// out = a * g + b * v + c over n floats, g masked by the ReLU (fa v + fb > 0) when Masked; Track as
-/// for affine.
-template <bool Masked, bool Track = false>
-inline value_range combine(const float* g, float fa, float fb, float a, const float* v, float b, float c, float* out,
-                           std::size_t n, bool& finite) noexcept {
+/// out = a * g + b * v + c over n floats, g gated as G says; Track as for affine.
+template <bn_gate G, bool Track = false>
+inline value_range combine(const float* g, float fa, float fb, const std::uint8_t* flags, float a, const float* v,
+                           float b, float c, float* out, std::size_t n, bool& finite) noexcept {
     using simd::fbatch;
     const fbatch av(a), bv(b), cv(c), fav(fa), fbv(fb);
     fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch xv = fbatch::load_unaligned(v + i);
-        const fbatch r = xsimd::fma(gate_batch<Masked>(g, xv, fav, fbv, i), av, xsimd::fma(xv, bv, cv));
+        const fbatch r = xsimd::fma(gate_batch<G>(g, xv, fav, fbv, flags, i), av, xsimd::fma(xv, bv, cv));
         r.store_unaligned(out + i);
         if constexpr (Track) {
             lo = xsimd::min(lo, r);
@@ -139,7 +146,7 @@ inline value_range combine(const float* g, float fa, float fb, float a, const fl
         range = {simd::hmin(lo), simd::hmax(hi)};
     }
     for (; i < n; ++i) {
-        const float r = a * gate_scalar<Masked>(g, v[i], fa, fb, i) + b * v[i] + c;
+        const float r = a * gate_scalar<G>(g, v[i], fa, fb, flags, i) + b * v[i] + c;
         out[i] = r;
         range.lo = std::min(range.lo, r);
         range.hi = std::max(range.hi, r);
@@ -332,7 +339,20 @@ public:
         }
     }
 
-    const tensor4& backward(context& ctx, const tensor4& dy) {
+    const tensor4& backward(context& ctx, const tensor4& dy) { return backward_impl(ctx, dy, nullptr); }
+    /// The backward for the output gradient dy gated by `flags` (one byte per value of dy, 1: the
+    /// value passes, 0: it is 0): what a ReLU after this layer would pass (basic_block keeps the
+    /// flags of its residual ReLU), without a pass that writes the gated gradient. Only for a batch
+    /// norm without its own ReLU.
+    const tensor4& backward_gated(context& ctx, const tensor4& dy, const std::uint8_t* flags) {
+        if (relu_) {
+            throw error(detail::concat(name(), ": backward_gated is for a batch norm without its own ReLU"));
+        }
+        return backward_impl(ctx, dy, flags);
+    }
+
+private:
+    const tensor4& backward_impl(context& ctx, const tensor4& dy, const std::uint8_t* flags) {
         cost_meter* m = meter(ctx);
         scoped_timer timer(m, slot(), phase::backward_input);
         if (x_ == nullptr) {
@@ -352,15 +372,17 @@ public:
             channel_ok_.assign(c_, 0);
         }
         if (relu_) {
-            backward_planes<true>(x, dy, s, need_dx);
+            backward_planes<detail::bn_gate::relu>(x, dy, s, need_dx, nullptr);
+        } else if (flags != nullptr) {
+            backward_planes<detail::bn_gate::flags>(x, dy, s, need_dx, flags);
         } else {
-            backward_planes<false>(x, dy, s, need_dx);
+            backward_planes<detail::bn_gate::none>(x, dy, s, need_dx, nullptr);
         }
         dx_ok_ = ranges && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::weight_gradient, fp32, fp32, 2 * e);
-            if (relu_) {
+            if (relu_ || flags != nullptr) {
                 m->unary(id(), phase::backward_input, op_kind::compare, fp32, e);
             }
             if (need_dx) {
@@ -371,6 +393,7 @@ public:
         return need_dx ? dx_ : empty_;
     }
 
+public:
     void collect_parameters(std::vector<parameter>& ps) {
         add_parameter(ps, "gamma", span_of(gamma_), span_of(dgamma_), param_role::bn_scale, true);
         add_parameter(ps, "beta", span_of(beta_), span_of(dbeta_), param_role::bn_shift, true);
@@ -403,18 +426,20 @@ public:
     }
 
 private:
-    /// dgamma, dbeta and (if need_dx) dx; Masked: dy is first gated by the ReLU (y > 0).
-    template <bool Masked>
-    void backward_planes(const tensor4& x, const tensor4& dy, const shape4& s, bool need_dx) {
+    /// dgamma, dbeta and (if need_dx) dx, dy gated as G says (detail::bn_gate).
+    template <detail::bn_gate G>
+    void backward_planes(const tensor4& x, const tensor4& dy, const shape4& s, bool need_dx,
+                         const std::uint8_t* flags) {
         const std::size_t hw = s.h * s.w;
         const float count = static_cast<float>(s.n * hw);
+        const auto fl = [&](std::size_t at) { return flags != nullptr ? flags + at : nullptr; };
         parallel_dynamic(c_, [&](std::size_t c, int) { // channels are independent
             const float mu = mean_[c], inv = inv_std_[c], fa = fa_[c], fb = fb_[c];
             double sdy = 0.0, sdyx = 0.0;
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
                 const auto [a, b] =
-                    detail::sum_and_centered_dot<Masked>(dy.data() + at, x.data() + at, mu, fa, fb, hw);
+                    detail::sum_and_centered_dot<G>(dy.data() + at, x.data() + at, mu, fa, fb, fl(at), hw);
                 sdy += a;
                 sdyx += b;
             }
@@ -435,11 +460,11 @@ private:
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
                 if (keep_dx_) {
-                    dx_ranges_[n * c_ + c] = detail::combine<Masked, true>(dy.data() + at, fa, fb, gi,
+                    dx_ranges_[n * c_ + c] = detail::combine<G, true>(dy.data() + at, fa, fb, fl(at), gi,
                                                                            x.data() + at, kx, k0, dx_.data() + at, hw,
                                                                            finite);
                 } else {
-                    (void)detail::combine<Masked>(dy.data() + at, fa, fb, gi, x.data() + at, kx, k0,
+                    (void)detail::combine<G>(dy.data() + at, fa, fb, fl(at), gi, x.data() + at, kx, k0,
                                                   dx_.data() + at, hw, finite);
                 }
             }

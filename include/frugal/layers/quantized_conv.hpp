@@ -1250,8 +1250,24 @@ private:
     /// y[j] = scale (c[j] + row - 128 cs[j]) + b, every term in int32 (dequantize's `small` case).
     static void dequantize_run(const std::int32_t* __restrict c, const std::int32_t* __restrict cs, std::size_t n,
                                std::int32_t row, float scale, float b, float* __restrict y) noexcept {
-        for (std::size_t j = 0; j < n; ++j) {
-            y[j] = scale * static_cast<float>(c[j] + row - 128 * cs[j]) + b;
+        using simd::fbatch;
+        using simd::ibatch;
+        const auto at = [&](std::size_t j) {
+            const ibatch v = ibatch::load_unaligned(c + j) + ibatch(row) - ibatch(128) * ibatch::load_unaligned(cs + j);
+            xsimd::fma(fbatch(scale), xsimd::to_float(v), fbatch(b)).store_unaligned(y + j);
+        };
+        if (n < simd::width) {
+            for (std::size_t j = 0; j < n; ++j) {
+                y[j] = std::fma(scale, static_cast<float>(c[j] + row - 128 * cs[j]), b);
+            }
+            return;
+        }
+        std::size_t j = 0;
+        for (; j + simd::width <= n; j += simd::width) {
+            at(j);
+        }
+        if (j < n) { // the last vector overlaps the previous one: a row of 28 is two vectors, not 16 + 12 scalars
+            at(n - simd::width);
         }
     }
 

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -178,26 +179,11 @@ public:
         return x;
     }
     /// dx of the residual branch for its output gradient d.
-    const tensor4& backward_body(context& ctx, const tensor4& d) {
-        if constexpr (conv_takes_ranges) {
-            const tensor4& d2 = bn2_.backward(ctx, d);
-            const tensor4& g = conv2_.backward(ctx, d2, bn2_.input_grad_ranges());
-            const tensor4& d1 = bn1_.backward(ctx, g);
-            return conv1_.backward(ctx, d1, bn1_.input_grad_ranges());
-        } else {
-            const tensor4& g = conv2_.backward(ctx, bn2_.backward(ctx, d));
-            return conv1_.backward(ctx, bn1_.backward(ctx, g));
-        }
-    }
+    const tensor4& backward_body(context& ctx, const tensor4& d) { return backward_below_bn2(ctx, bn2_.backward(ctx, d)); }
     /// dx of the shortcut for its output gradient d.
     const tensor4& backward_shortcut(context& ctx, const tensor4& d) {
         if (proj_) {
-            const tensor4& dp = proj_->second.backward(ctx, d);
-            if constexpr (conv_takes_ranges) {
-                return proj_->first.backward(ctx, dp, proj_->second.input_grad_ranges());
-            } else {
-                return proj_->first.backward(ctx, dp);
-            }
+            return backward_projection_conv(ctx, proj_->second.backward(ctx, d));
         }
         return d;
     }
@@ -234,7 +220,12 @@ public:
         if constexpr (conv_takes_ranges) {
             track = ctx.training();
         }
-        const bool ok = residual_pass(t, y_.data(), ys.n * ys.c, ys.c, ys.h * ys.w, track ? &out_ranges_ : nullptr);
+        flags_ok_ = false;
+        if (ctx.training()) {
+            flags_.resize(y_.size());
+        }
+        const bool ok = residual_pass(t, y_.data(), ys.n * ys.c, ys.c, ys.h * ys.w, track ? &out_ranges_ : nullptr,
+                                      ctx.training() ? flags_.data() : nullptr);
         if (track) {
             out_ok_ = ok;
             if (!ok) { // the ReLU would hide a NaN from the next layer
@@ -242,6 +233,7 @@ public:
                                                    ": the residual sum contains NaN or infinity"));
             }
         }
+        flags_ok_ = ctx.training();
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::forward, op_kind::add, fp32, y_.size());
             m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, y_.size());
@@ -249,26 +241,45 @@ public:
         return y_;
     }
 
+    /// The backward of forward(): after a training forward, the residual ReLU's gate is read from
+    /// the flags that forward kept (one byte per value) inside the batch norms' passes and the final
+    /// sum, so no pass writes the gated gradient; otherwise it is computed from the output first.
     const tensor4& backward(context& ctx, const tensor4& dy) {
         expect_shape(shape_of(dy), shape_of(y_), (name_ + ".backward").c_str());
-        ensure_shape(dsum_, shape_of(dy));
-        relu::gate(y_.data(), dy.data(), dsum_.data(), dy.size());
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::backward_input, op_kind::compare, fp32, dy.size());
         }
-        const tensor4& db = backward_body(ctx, dsum_);
-        if (!input_grad_) {
-            if (proj_) {
-                (void)backward_shortcut(ctx, dsum_);
+        if (!flags_ok_) {
+            ensure_shape(dsum_, shape_of(dy));
+            relu::gate(y_.data(), dy.data(), dsum_.data(), dy.size());
+            const tensor4& db = backward_body(ctx, dsum_);
+            if (!input_grad_) {
+                if (proj_) {
+                    (void)backward_shortcut(ctx, dsum_);
+                }
+                return db;
             }
+            const tensor4& ds = backward_shortcut(ctx, dsum_);
+            ensure_shape(dx_, shape_of(db));
+            add(db.data(), ds.data(), dx_.data(), db.size());
+            count_sum(ctx, db.size());
+            return dx_;
+        }
+        const tensor4& db = backward_below_bn2(ctx, bn2_.backward_gated(ctx, dy, flags_.data()));
+        const tensor4* ds = nullptr; // the projection's input gradient, or (nullptr) dy gated by the flags
+        if (proj_) {
+            ds = &backward_projection_conv(ctx, proj_->second.backward_gated(ctx, dy, flags_.data()));
+        }
+        if (!input_grad_) {
             return db;
         }
-        const tensor4& ds = backward_shortcut(ctx, dsum_);
         ensure_shape(dx_, shape_of(db));
-        add(db.data(), ds.data(), dx_.data(), db.size());
-        if (cost_meter* m = slot_.bind(ctx.meter)) {
-            m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, db.size());
+        if (ds != nullptr) {
+            add(db.data(), ds->data(), dx_.data(), db.size());
+        } else {
+            add_gated(db.data(), dy.data(), flags_.data(), dx_.data(), db.size());
         }
+        count_sum(ctx, db.size());
         return dx_;
     }
 
@@ -357,11 +368,12 @@ public:
     };
     /// The residual pass over `planes` planes of `hw` floats (plane p in channel p % channels);
     /// with `ranges`, keeps every output plane's [min, max] and returns false when a sum was NaN
-    /// or infinite (the ReLU would hide it). The batch norms' maps are computed as their own
+    /// or infinite (the ReLU would hide it); with `flags`, one byte per value: 1 where the output
+    /// is > 0 (what the ReLU's backward passes). The batch norms' maps are computed as their own
     /// forward computes them (fused lanes, simd::fma1 in tails): the result is bit for bit that
     /// of the materialized outputs summed.
     static bool residual_pass(const residual_terms& t, float* out, std::size_t planes, std::size_t channels,
-                              std::size_t hw, std::vector<value_range>* ranges) {
+                              std::size_t hw, std::vector<value_range>* ranges, std::uint8_t* flags = nullptr) {
         if (ranges != nullptr) {
             ranges->resize(planes);
         }
@@ -389,6 +401,9 @@ public:
                             xsimd::fma(fbatch::load_unaligned(pa + i), va2, vb2) + (Proj ? xsimd::fma(sv, vas, vbs) : sv);
                         const fbatch r = xsimd::max(v, zero);
                         r.store_unaligned(pc + i);
+                        if (flags != nullptr) {
+                            simd::store_flags(r > zero, flags + at + i);
+                        }
                         if constexpr (Track) {
                             bad += v - v;
                             vlo = xsimd::min(vlo, r);
@@ -404,6 +419,9 @@ public:
                         tail_bad += v - v;
                         const float y = v > 0.0f ? v : 0.0f;
                         pc[i] = y;
+                        if (flags != nullptr) {
+                            flags[at + i] = y > 0.0f ? 1 : 0;
+                        }
                         r.lo = std::min(r.lo, y);
                         r.hi = std::max(r.hi, y);
                     }
@@ -425,12 +443,50 @@ public:
         return std::find(ok.begin(), ok.end(), 0) == ok.end();
     }
 
+    /// c = a + (flags ? b : 0), vectorized and spread over the threads.
+    static void add_gated(const float* a, const float* b, const std::uint8_t* flags, float* c, std::size_t n) {
+        parallel_spans(n, 16384, [&](std::size_t lo, std::size_t hi) {
+            using simd::fbatch;
+            std::size_t i = lo;
+            for (; i + simd::width <= hi; i += simd::width) {
+                const fbatch bv = xsimd::select(simd::load_flags(flags + i), fbatch::load_unaligned(b + i), fbatch(0.0f));
+                (fbatch::load_unaligned(a + i) + bv).store_unaligned(c + i);
+            }
+            for (; i < hi; ++i) {
+                c[i] = a[i] + (flags[i] != 0 ? b[i] : 0.0f);
+            }
+        });
+    }
+
     /// c = a + b, vectorized and spread over the threads.
     static void add(const float* a, const float* b, float* c, std::size_t n) {
         parallel_spans(n, 16384, [&](std::size_t lo, std::size_t hi) { kernels::add(a + lo, b + lo, c + lo, hi - lo); });
     }
 
 private:
+    void count_sum(context& ctx, std::size_t n) {
+        if (cost_meter* m = slot_.bind(ctx.meter)) {
+            m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, n);
+        }
+    }
+    /// conv1's input gradient from bn2's: conv2, bn1, conv1.
+    const tensor4& backward_below_bn2(context& ctx, const tensor4& d2) {
+        if constexpr (conv_takes_ranges) {
+            const tensor4& g = conv2_.backward(ctx, d2, bn2_.input_grad_ranges());
+            const tensor4& d1 = bn1_.backward(ctx, g);
+            return conv1_.backward(ctx, d1, bn1_.input_grad_ranges());
+        } else {
+            return conv1_.backward(ctx, bn1_.backward(ctx, conv2_.backward(ctx, d2)));
+        }
+    }
+    /// The projection convolution's backward from its batch norm's input gradient.
+    const tensor4& backward_projection_conv(context& ctx, const tensor4& dp) {
+        if constexpr (conv_takes_ranges) {
+            return proj_->first.backward(ctx, dp, proj_->second.input_grad_ranges());
+        } else {
+            return proj_->first.backward(ctx, dp);
+        }
+    }
     /// conv2(relu(bn1(conv1(x)))): the body up to bn2.
     const tensor4& forward_to_conv2(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges) {
         if constexpr (conv_takes_ranges) { // each conv's sums are read after its forward ran
@@ -475,6 +531,8 @@ private:
     tensor4 y_, dsum_, dx_;
     std::vector<value_range> out_ranges_; // the output's plane ranges (conv_takes_ranges, training)
     bool out_ok_ = false;
+    std::vector<std::uint8_t> flags_; // the residual ReLU's gate (output > 0), kept by a training forward
+    bool flags_ok_ = false;
     meter_slot slot_{"basic_block"};
     std::string name_;
     bool input_grad_ = true;

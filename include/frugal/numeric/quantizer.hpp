@@ -205,8 +205,9 @@ inline void quantize_stochastic_planes(const float* x, std::size_t planes, std::
         const float* xp = x + pl * size;
         Out* op = out + pl * size;
         const fbatch inv(g.inv_scale), off(g.offset), lo(g.code_lo), hi(g.code_hi), s(g.scale);
+        const std::size_t body = size - size % simd::width; // (a bound GCC's loop analysis follows)
         std::size_t i = 0;
-        for (; i + simd::width <= size; i += simd::width) {
+        for (; i < body; i += simd::width) {
             const fbatch t = (fbatch::load_unaligned(xp + i) - off) * inv;
             const fbatch fl = xsimd::floor(t);
             const fbatch up = xsimd::select(lanes.uniform() < t - fl, one, zero);

@@ -111,6 +111,31 @@ inline void store_narrow(const ibatch& b, Int* out) noexcept {
     return xsimd::fma(fbatch(a), fbatch(b), fbatch(c)).get(0);
 }
 
+/// Stores one byte per lane: 1 where `b` is set, else 0 (a mask kept for a later pass at a
+/// quarter of a float's size).
+inline void store_flags(const xsimd::batch_bool<float, arch>& b, std::uint8_t* out) noexcept {
+    store_narrow(xsimd::nearbyint_as_int(xsimd::select(b, fbatch(1.0f), fbatch(0.0f))), out);
+}
+/// The lanes whose byte (store_flags) is nonzero.
+[[nodiscard]] inline xsimd::batch_bool<float, arch> load_flags(const std::uint8_t* in) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (width == 16) {
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in)));
+        return xsimd::batch_bool<float, arch>(_mm512_test_epi32_mask(v, v));
+    }
+#elif XSIMD_WITH_AVX2
+    if constexpr (width == 8) {
+        const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in)));
+        return xsimd::batch_bool<float, arch>(_mm256_castsi256_ps(_mm256_cmpgt_epi32(v, _mm256_setzero_si256())));
+    }
+#endif
+    alignas(64) float t[width];
+    for (std::size_t i = 0; i < width; ++i) {
+        t[i] = in[i] != 0 ? 1.0f : 0.0f;
+    }
+    return fbatch::load_aligned(t) != fbatch(0.0f);
+}
+
 /// Loads `width` Int values widened to float lanes.
 template <class Int>
 [[nodiscard]] inline fbatch load_widen(const Int* in) noexcept {

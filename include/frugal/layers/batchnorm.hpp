@@ -74,10 +74,10 @@ inline std::pair<float, float> sum_and_centered_dot(const float* g, const float*
         d = xsimd::fma(gv, xv - m, d);
     }
     float a = xsimd::hadd(s), b = xsimd::hadd(d);
-    for (; i < n; ++i) {
+    for (; i < n; ++i) { // explicit fused products: the compiler's contraction must not depend on G
         const float gv = gate_scalar<G>(g, x[i], fa, fb, flags, i);
         a += gv;
-        b += gv * (x[i] - mu);
+        b = simd::fma1(gv, x[i] - mu, b);
     }
     return {a, b};
 }
@@ -146,7 +146,7 @@ inline value_range combine(const float* g, float fa, float fb, const std::uint8_
         range = {simd::hmin(lo), simd::hmax(hi)};
     }
     for (; i < n; ++i) {
-        const float r = a * gate_scalar<G>(g, v[i], fa, fb, flags, i) + b * v[i] + c;
+        const float r = simd::fma1(gate_scalar<G>(g, v[i], fa, fb, flags, i), a, simd::fma1(v[i], b, c)); // as the lanes
         out[i] = r;
         range.lo = std::min(range.lo, r);
         range.hi = std::max(range.hi, r);

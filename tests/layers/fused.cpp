@@ -1,0 +1,305 @@
+// The fused passes equal the unfused composition they replace, value for value:
+// a batch norm's deferred forward (its map applied by the caller), its backward
+// with the ReLU's mask recomputed from the input or with a later ReLU's flags,
+// the residual block's single residual pass and flag-gated backward, a
+// convolution's output sums, a quantized convolution fed plane by plane, and
+// the SIMD helpers they rest on. The finite-difference checks of the same
+// layers are in layers.cpp.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <frugal/layers/batchnorm.hpp>
+#include <frugal/layers/conv2d.hpp>
+#include <frugal/layers/quantized_conv.hpp>
+#include <frugal/layers/residual.hpp>
+#include <frugal/numeric/simd.hpp>
+
+#include "layers/gradcheck.hpp"
+
+namespace fr = frugal;
+using gradcheck::random_tensor;
+
+namespace {
+bool same_bits(const fr::tensor4& a, const fr::tensor4& b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+/// gamma with a negative channel (a decreasing map), beta around 0.
+void spread_parameters(fr::batchnorm& bn, fr::rng& g) {
+    for (std::size_t c = 0; c < bn.channels(); ++c) {
+        bn.gamma()(c) = c == 1 ? -0.7f : 0.5f + g.uniform();
+        bn.beta()(c) = g.uniform() - 0.5f;
+    }
+}
+} // namespace
+
+TEST_SUITE("layers") {
+
+TEST_CASE("simd helpers: fma1 is the lanes' product, flags round-trip, paired uniforms have 16 bits") {
+    fr::rng g(1);
+    for (int i = 0; i < 1000; ++i) {
+        const float a = g.uniform() * 8.0f - 4.0f, b = g.uniform() * 3.0f - 1.5f, c = g.uniform() - 0.5f;
+        const fr::simd::fbatch lanes = xsimd::fma(fr::simd::fbatch(a), fr::simd::fbatch(b), fr::simd::fbatch(c));
+        REQUIRE(fr::simd::fma1(a, b, c) == lanes.get(0));
+    }
+    alignas(64) float v[fr::simd::width];
+    std::uint8_t flags[fr::simd::width];
+    for (std::size_t i = 0; i < fr::simd::width; ++i) {
+        v[i] = i % 3 == 0 ? 0.0f : (i % 3 == 1 ? 1.5f : -2.0f);
+    }
+    const fr::simd::fbatch b = fr::simd::fbatch::load_aligned(v);
+    fr::simd::store_flags(b > fr::simd::fbatch(0.0f), flags);
+    const auto back = fr::simd::load_flags(flags);
+    for (std::size_t i = 0; i < fr::simd::width; ++i) {
+        CHECK(flags[i] == (v[i] > 0.0f ? 1 : 0));
+        CHECK(back.get(i) == (v[i] > 0.0f));
+    }
+    fr::simd::lane_rng lanes(g);
+    double sum_hi = 0.0, sum_lo = 0.0;
+    const int draws = 20000;
+    for (int i = 0; i < draws; ++i) {
+        const auto [hi, lo] = lanes.uniform_pair();
+        for (std::size_t l = 0; l < fr::simd::width; ++l) {
+            for (const float u : {hi.get(l), lo.get(l)}) {
+                REQUIRE(u >= 0.0f);
+                REQUIRE(u < 1.0f);
+                REQUIRE(u * 65536.0f == std::floor(u * 65536.0f)); // a multiple of 2^-16
+            }
+            sum_hi += hi.get(l);
+            sum_lo += lo.get(l);
+        }
+    }
+    const double n = static_cast<double>(draws) * static_cast<double>(fr::simd::width);
+    // mean 1/2, standard error sqrt(1/12 / n)
+    CHECK(std::fabs(sum_hi / n - 0.5) < 4.0 * std::sqrt(1.0 / 12.0 / n));
+    CHECK(std::fabs(sum_lo / n - 0.5) < 4.0 * std::sqrt(1.0 / 12.0 / n));
+}
+
+TEST_CASE("batchnorm: a deferred forward's map, ranges and backward equal forward's") {
+    for (const bool relu : {false, true}) {
+        CAPTURE(relu);
+        fr::rng g(2);
+        fr::batchnorm a(4, 0.1f, 1e-5f, relu), b(4, 0.1f, 1e-5f, relu);
+        spread_parameters(a, g);
+        b.gamma() = a.gamma();
+        b.beta() = a.beta();
+        a.keep_ranges(true, false);
+        b.keep_ranges(true, false);
+        const fr::tensor4 x = random_tensor({3, 4, 5, 7}, g); // 35 values a plane: vector body and tail
+        std::vector<fr::value_range> xr(3 * 4);
+        for (std::size_t i = 0; i < xr.size(); ++i) {
+            const float* p = x.data() + i * 35;
+            xr[i] = {*std::min_element(p, p + 35), *std::max_element(p, p + 35)};
+        }
+        fr::context ctx;
+        const fr::tensor4 y = a.forward(ctx, x);
+        b.forward_deferred(ctx, x, nullptr, &xr);
+        // the running statistics moved the same way
+        CHECK(std::equal(a.running_mean().begin(), a.running_mean().end(), b.running_mean().begin()));
+        CHECK(std::equal(a.running_var().begin(), a.running_var().end(), b.running_var().begin()));
+        std::vector<float> plane(35);
+        for (std::size_t i = 0; i < 12; ++i) {
+            b.apply_plane(i, plane.data());
+            REQUIRE(std::equal(plane.begin(), plane.end(), y.data() + i * 35));
+        }
+        // the output ranges derived from the input's are the output planes' exact ranges
+        REQUIRE(b.output_ranges() != nullptr);
+        REQUIRE(a.output_ranges() != nullptr);
+        for (std::size_t i = 0; i < 12; ++i) {
+            CHECK((*b.output_ranges())[i].lo == (*a.output_ranges())[i].lo);
+            CHECK((*b.output_ranges())[i].hi == (*a.output_ranges())[i].hi);
+        }
+        CHECK(same_bits(b.materialize(), y));
+        // backward: the same gradients (with a ReLU, its mask is recomputed from x in both)
+        const fr::tensor4 dy = random_tensor(fr::shape_of(x), g);
+        const fr::tensor4 da = a.backward(ctx, dy);
+        const fr::tensor4 db = b.backward(ctx, dy);
+        CHECK(same_bits(da, db));
+        CHECK(std::equal(a.gamma_grad().begin(), a.gamma_grad().end(), b.gamma_grad().begin()));
+        // the mask is where the output is positive: the gradient of a plane where every output is
+        // 0 comes only from the statistics, i.e. it does not depend on that plane's dy
+        if (relu) {
+            fr::tensor4 dz = dy;
+            for (std::size_t i = 0; i < dz.size(); ++i) {
+                if (y.data()[i] == 0.0f) {
+                    dz.data()[i] = 123.0f; // blocked by the ReLU: must not matter
+                }
+            }
+            CHECK(same_bits(a.backward(ctx, dz), da));
+        }
+        // a non-finite map gives no output ranges
+        b.beta()(2) = std::numeric_limits<float>::infinity();
+        b.forward_deferred(ctx, x, nullptr, &xr);
+        CHECK(b.output_ranges() == nullptr);
+    }
+}
+
+TEST_CASE("batchnorm: backward_gated is the backward of the gradient the flags let through") {
+    fr::rng g(3);
+    fr::batchnorm a(3), b(3);
+    spread_parameters(a, g);
+    b.gamma() = a.gamma();
+    b.beta() = a.beta();
+    const fr::tensor4 x = random_tensor({2, 3, 6, 5}, g);
+    const fr::tensor4 dy = random_tensor(fr::shape_of(x), g);
+    std::vector<std::uint8_t> flags(dy.size());
+    fr::tensor4 gated = dy;
+    for (std::size_t i = 0; i < flags.size(); ++i) {
+        flags[i] = g.uniform() < 0.6f ? 1 : 0;
+        gated.data()[i] = flags[i] != 0 ? dy.data()[i] : 0.0f;
+    }
+    fr::context ctx;
+    (void)a.forward(ctx, x);
+    (void)b.forward(ctx, x);
+    const fr::tensor4 want = a.backward(ctx, gated);
+    const fr::tensor4 got = b.backward_gated(ctx, dy, flags.data());
+    CHECK(same_bits(want, got));
+    CHECK(std::equal(a.gamma_grad().begin(), a.gamma_grad().end(), b.gamma_grad().begin()));
+    fr::batchnorm r(3, 0.1f, 1e-5f, true);
+    (void)r.forward(ctx, x);
+    CHECK_THROWS_WITH_AS((void)r.backward_gated(ctx, dy, flags.data()), doctest::Contains("without its own ReLU"),
+                         fr::error);
+}
+
+TEST_CASE("basic_block: the fused residual pass and the flag-gated backward equal the composition") {
+    // forward = relu(forward_body + forward_shortcut); backward = backward_body + backward_shortcut
+    // of the gated gradient; bit for bit, with and without a projection, in training (flags) and
+    // after an evaluation forward (the gate computed from the output)
+    for (const std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
+        CAPTURE(stride);
+        fr::basic_block<> b(3, stride == 1 ? 3 : 5, stride);
+        fr::rng g(4);
+        b.reset_parameters(g);
+        for (auto* bn : {&b.bn1(), &b.bn2()}) {
+            spread_parameters(*bn, g);
+        }
+        if (b.has_projection()) {
+            spread_parameters(b.projection_bn(), g);
+        }
+        fr::basic_block<> c = b;
+        const fr::tensor4 x = random_tensor({3, 3, 9, 7}, g);
+        for (const bool train : {true, false}) {
+            CAPTURE(train);
+            fr::context ctx;
+            ctx.mode = train ? fr::run_mode::train : fr::run_mode::eval;
+            const fr::tensor4 y = b.forward(ctx, x);
+            const fr::tensor4 body = c.forward_body(ctx, x);
+            const fr::tensor4 sc = c.forward_shortcut(ctx, x);
+            REQUIRE(y.size() == body.size());
+            for (std::size_t i = 0; i < y.size(); ++i) {
+                REQUIRE(y.data()[i] == std::max(body.data()[i] + sc.data()[i], 0.0f));
+            }
+            const fr::tensor4 dy = random_tensor(fr::shape_of(y), g);
+            fr::tensor4 gated = dy;
+            for (std::size_t i = 0; i < gated.size(); ++i) {
+                gated.data()[i] = y.data()[i] > 0.0f ? dy.data()[i] : 0.0f;
+            }
+            const fr::tensor4 dx = b.backward(ctx, dy);
+            const fr::tensor4 db = c.backward_body(ctx, gated);
+            const fr::tensor4 ds = c.backward_shortcut(ctx, gated);
+            for (std::size_t i = 0; i < dx.size(); ++i) {
+                REQUIRE(dx.data()[i] == db.data()[i] + ds.data()[i]);
+            }
+            std::vector<fr::parameter> pb, pc;
+            b.collect_parameters(pb);
+            c.collect_parameters(pc);
+            REQUIRE(pb.size() == pc.size());
+            for (std::size_t k = 0; k < pb.size(); ++k) {
+                CAPTURE(pb[k].name);
+                CHECK(std::equal(pb[k].grad.begin(), pb[k].grad.end(), pc[k].grad.begin()));
+            }
+        }
+    }
+}
+
+TEST_CASE("conv2d: the output sums kept on request are the planes' sums, in training only") {
+    for (const std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
+        CAPTURE(stride);
+        fr::conv2d conv(3, 4, 3, {stride, 1, true});
+        fr::rng g(5);
+        conv.reset_parameters(g);
+        const fr::tensor4 x = random_tensor({2, 3, 11, 12}, g); // implicit (stride 1) and im2col paths
+        fr::context ctx;
+        (void)conv.forward(ctx, x);
+        CHECK(conv.output_sums() == nullptr); // off by default
+        conv.keep_output_sums(true);
+        const fr::tensor4 y = conv.forward(ctx, x);
+        REQUIRE(conv.output_sums() != nullptr);
+        const fr::shape4 s = fr::shape_of(y);
+        const auto& sums = *conv.output_sums();
+        REQUIRE(sums.size() == s.n * s.c);
+        for (std::size_t i = 0; i < sums.size(); ++i) {
+            const auto want = fr::kernels::sum_and_squares(y.data() + i * s.h * s.w, s.h * s.w);
+            CHECK(sums[i].first == want.first);
+            CHECK(sums[i].second == want.second);
+        }
+        fr::context ev;
+        ev.mode = fr::run_mode::eval;
+        (void)conv.forward(ev, x);
+        CHECK(conv.output_sums() == nullptr);
+    }
+}
+
+TEST_CASE("quantized_conv: a forward fed plane by plane equals the forward of the tensor") {
+    fr::rng g(6);
+    fr::quantized_conv a(4, 5, 3, {1, 1, false}, {6, 6, 8}), b(4, 5, 3, {1, 1, false}, {6, 6, 8});
+    a.reset_parameters(g);
+    b.weight() = a.weight();
+    a.keep_output_sums(true);
+    a.keep_output_ranges(true);
+    b.keep_output_sums(true);
+    b.keep_output_ranges(true);
+    const fr::tensor4 x = random_tensor({3, 4, 8, 9}, g);
+    std::vector<fr::value_range> xr(3 * 4);
+    for (std::size_t i = 0; i < xr.size(); ++i) {
+        const float* p = x.data() + i * 72;
+        xr[i] = {*std::min_element(p, p + 72), *std::max_element(p, p + 72)};
+    }
+    fr::context ctx;
+    const fr::tensor4 want = a.forward(ctx, x, &xr);
+    int calls = 0;
+    const fr::tensor4 got = b.forward_planes(ctx, fr::shape_of(x), xr, [&](std::size_t i, float* buf) {
+#pragma omp atomic
+        ++calls;
+        std::copy(x.data() + i * 72, x.data() + (i + 1) * 72, buf);
+        return static_cast<const float*>(buf);
+    });
+    CHECK(calls == 12); // once per plane
+    CHECK(same_bits(want, got));
+    // the kept output ranges are the planes' exact ranges
+    REQUIRE(b.output_ranges() != nullptr);
+    const fr::shape4 s = fr::shape_of(got);
+    for (std::size_t i = 0; i < s.n * s.c; ++i) {
+        const float* p = got.data() + i * s.h * s.w;
+        CHECK((*b.output_ranges())[i].lo == *std::min_element(p, p + s.h * s.w));
+        CHECK((*b.output_ranges())[i].hi == *std::max_element(p, p + s.h * s.w));
+    }
+    // the backward after either forward is the same (the same random stream)
+    const fr::tensor4 dy = random_tensor(fr::shape_of(want), g);
+    fr::context ca, cb;
+    ca.random = fr::rng(9);
+    cb.random = fr::rng(9);
+    CHECK(same_bits(a.backward(ca, dy), b.backward(cb, dy)));
+    CHECK(same_bits(a.weight_grad(), b.weight_grad()));
+    // wrong use is refused with a message
+    const auto source = [&](std::size_t i, float* buf) {
+        std::copy(x.data() + i * 72, x.data() + (i + 1) * 72, buf);
+        return static_cast<const float*>(buf);
+    };
+    std::vector<fr::value_range> few(xr.begin(), xr.begin() + 5);
+    CHECK_THROWS_WITH_AS((void)b.forward_planes(ctx, fr::shape_of(x), few, source), doctest::Contains("plane ranges"),
+                         fr::shape_error);
+    fr::context ev;
+    ev.mode = fr::run_mode::eval;
+    CHECK_THROWS_WITH_AS((void)b.forward_planes(ev, fr::shape_of(x), xr, source), doctest::Contains("training"),
+                         fr::error);
+    b.set_precision(fr::bit_widths::full());
+    CHECK_THROWS_WITH_AS((void)b.forward_planes(ctx, fr::shape_of(x), xr, source), doctest::Contains("integer widths"),
+                         fr::error);
+}
+
+} // TEST_SUITE

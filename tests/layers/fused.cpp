@@ -163,6 +163,14 @@ TEST_CASE("batchnorm: backward_gated is the backward of the gradient the flags l
     (void)r.forward(ctx, x);
     CHECK_THROWS_WITH_AS((void)r.backward_gated(ctx, dy, flags.data()), doctest::Contains("without its own ReLU"),
                          fr::error);
+    CHECK_THROWS_WITH_AS((void)b.backward_gated(ctx, dy, nullptr), doctest::Contains("needs the flags"), fr::error);
+    // a map is only applied after a forward that has the plane; a failed forward leaves none
+    fr::batchnorm fresh(3);
+    std::vector<float> plane(30);
+    CHECK_THROWS_WITH_AS(fresh.apply_plane(0, plane.data()), doctest::Contains("apply_plane"), fr::error);
+    CHECK_THROWS_AS(b.apply_plane(6, plane.data()), fr::error); // 2 samples x 3 channels
+    CHECK_THROWS_AS((void)b.forward(ctx, random_tensor({1, 3, 1, 1}, g)), fr::shape_error); // one value a channel
+    CHECK_THROWS_WITH_AS((void)b.backward(ctx, dy), doctest::Contains("before forward"), fr::error);
 }
 
 TEST_CASE("basic_block: the fused residual pass and the flag-gated backward equal the composition") {
@@ -260,6 +268,19 @@ TEST_CASE("quantized_conv: a forward fed plane by plane equals the forward of th
         xr[i] = {*std::min_element(p, p + 72), *std::max_element(p, p + 72)};
     }
     fr::context ctx;
+    {
+        // ranges are handed out only from a forward that kept them
+        fr::quantized_conv q(4, 5, 3, {1, 1, false}, {8, 8, 8});
+        q.reset_parameters(g);
+        q.keep_output_sums(true);
+        (void)q.forward(ctx, x);
+        CHECK(q.output_sums() != nullptr);
+        CHECK(q.output_ranges() == nullptr);
+        q.keep_output_ranges(true);
+        CHECK(q.output_ranges() == nullptr);
+        (void)q.forward(ctx, x);
+        CHECK(q.output_ranges() != nullptr);
+    }
     const fr::tensor4 want = a.forward(ctx, x, &xr);
     int calls = 0;
     const fr::tensor4 got = b.forward_planes(ctx, fr::shape_of(x), xr, [&](std::size_t i, float* buf) {
@@ -297,6 +318,10 @@ TEST_CASE("quantized_conv: a forward fed plane by plane equals the forward of th
     ev.mode = fr::run_mode::eval;
     CHECK_THROWS_WITH_AS((void)b.forward_planes(ev, fr::shape_of(x), xr, source), doctest::Contains("training"),
                          fr::error);
+    std::vector<fr::value_range> nan = xr;
+    nan[3].hi = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH_AS((void)b.forward_planes(ctx, fr::shape_of(x), nan, source), doctest::Contains("plane 3"),
+                         fr::numeric_error);
     b.set_precision(fr::bit_widths::full());
     CHECK_THROWS_WITH_AS((void)b.forward_planes(ctx, fr::shape_of(x), xr, source), doctest::Contains("integer widths"),
                          fr::error);

@@ -329,6 +329,9 @@ public:
     /// Plane `plane` (index n * C + c) of the last forward's output, computed from its input into
     /// `out` (h * w floats): what forward() wrote there, value for value.
     void apply_plane(std::size_t plane, float* out) const {
+        if (x_ == nullptr || plane >= x_->shape()[0] * c_) {
+            throw error(detail::concat(name(), ": apply_plane(", plane, ") without a forward that has that plane"));
+        }
         const shape4 s = shape_of(*x_);
         const std::size_t hw = s.h * s.w, c = plane % c_;
         bool finite = true;
@@ -347,6 +350,9 @@ public:
     const tensor4& backward_gated(context& ctx, const tensor4& dy, const std::uint8_t* flags) {
         if (relu_) {
             throw error(detail::concat(name(), ": backward_gated is for a batch norm without its own ReLU"));
+        }
+        if (flags == nullptr) {
+            throw error(detail::concat(name(), ": backward_gated needs the flags (one byte per value of dy)"));
         }
         return backward_impl(ctx, dy, flags);
     }
@@ -382,7 +388,7 @@ private:
         if (m != nullptr) {
             const auto e = static_cast<std::uint64_t>(x.size());
             m->mac(id(), phase::weight_gradient, fp32, fp32, 2 * e);
-            if (relu_ || flags != nullptr) {
+            if (relu_) { // (a later ReLU's flags: that ReLU's compares, counted where it is)
                 m->unary(id(), phase::backward_input, op_kind::compare, fp32, e);
             }
             if (need_dx) {
@@ -477,14 +483,15 @@ private:
     /// What every forward does first: checks, and records x and the mode for backward.
     shape4 begin_forward(context& ctx, const tensor4& x) {
         const shape4 s = shape_of(x);
-        check(s);
-        x_ = &x;
-        train_ = ctx.training();
         out_ok_ = false;
-        if (train_ && s.n * s.h * s.w < 2) {
+        x_ = nullptr; // until the checks pass: no backward, apply_plane or materialize with a stale map
+        check(s);
+        if (ctx.training() && s.n * s.h * s.w < 2) {
             throw shape_error(detail::concat(name(), ": batch normalization in training mode needs more than one value "
                                                      "per channel, got input of shape ", to_string(s)));
         }
+        x_ = &x;
+        train_ = ctx.training();
         return s;
     }
     /// Channel c's statistics (training: of the batch, from `sums` when given, updating the

@@ -53,10 +53,12 @@
 ///
 /// Layout (what makes the step faster than FP32; docs/fractrain.md, "How the
 /// layer feeds the kernel"): codes are stored padded; for stride 1 the
-/// forward and dx products read channel quads in place over "wide" pixels
-/// (integer_conv_quads), dx is the forward correlation of the spread error
-/// with the flipped kernel, dW takes an implicit im2col as row pointers, and
-/// the column sums come from a row of ones in A.
+/// forward and dx products read channel quads over "wide" pixels
+/// (integer_conv_quads), made for each sample right before its product (with
+/// its codes, or its error roundings) so that they are read from cache; dx is
+/// the forward correlation of the spread error with the flipped kernel, dW
+/// takes an implicit im2col as row pointers, and the column sums come from a
+/// row of ones in A.
 
 #include <algorithm>
 #include <chrono>
@@ -184,7 +186,7 @@ public:
     /// The [min, max] of every plane of the last forward's output, kept with output_sums() when
     /// keep_output_ranges is on too; else nullptr.
     [[nodiscard]] const std::vector<value_range>* output_ranges() const noexcept {
-        return sums_ok_ && keep_out_ranges_ ? &out_ranges_ : nullptr;
+        return out_ranges_ok_ ? &out_ranges_ : nullptr;
     }
     /// Whether forward runs the integer products (false: bit_widths::full() without groups, the
     /// float convolution): what forward_planes needs.
@@ -231,7 +233,7 @@ public:
     const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
         float_mode_ = groups_.empty() && prec_.is_full();
         input_ranges_ok_ = false;
-        sums_ok_ = false;
+        sums_ok_ = out_ranges_ok_ = false;
         if (float_mode_) {
             return forward_float(ctx, x);
         }
@@ -257,9 +259,15 @@ public:
             throw shape_error(detail::concat(name(), ": forward_planes got ", x_ranges.size(), " plane ranges for input ",
                                              to_string(xs)));
         }
+        for (std::size_t i = 0; i < x_ranges.size(); ++i) {
+            if (!std::isfinite(x_ranges[i].lo) || !std::isfinite(x_ranges[i].hi)) {
+                throw numeric_error(detail::concat(name(), ": forward_planes: plane ", i,
+                                                   " of the input has a NaN or infinite range"));
+            }
+        }
         float_mode_ = false;
         input_ranges_ok_ = false;
-        sums_ok_ = false;
+        sums_ok_ = out_ranges_ok_ = false;
         return forward_integer(ctx, xs, nullptr, &x_ranges, plane);
     }
 
@@ -360,7 +368,7 @@ private:
             sg.sx = xg.g.scale;
             sg.zx = xg.zero;
             xgrids.push_back(xg.g);
-            if (!quads) { // stride 1: each sample's codes are made right before its product (below)
+            if (!quads) { // (stride 1: each sample's codes are made right before its product, below)
                 parallel_chunks(sg.n * xs.c,
                                 [&](std::size_t lo, std::size_t hi, int) { quantize_planes(sg, xg.g, lo, hi); });
             }
@@ -413,6 +421,7 @@ private:
             }
         }
         sums_ok_ = want_sums;
+        out_ranges_ok_ = want_sums && keep_out_ranges_;
         if (m != nullptr) {
             m->bytes(id(), phase::forward, xs.size() * 4 + w.size() * 4, 4 * y_.size());
         }
@@ -577,10 +586,7 @@ public:
                 parallel_dynamic(sg.n, [&](std::size_t i, int) {
                     const std::size_t s = sg.s0 + i;
                     spread_quads(qe_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zh, spread4_.data() + s * per4);
-                    if (sg.limbs()) {
-                        spread_quads(qel_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zl,
-                                     spread4l_.data() + s * per4);
-                    }
+                    spread_quads(qel_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zl, spread4l_.data() + s * per4);
                 });
                 integer_conv_quads_limbs(spread4_.data(), zh, spread4l_.data(), zl, gt, at_.data(), rat_.data(), in,
                                          sg.s0, sg.n, sg.se, dx_.data());
@@ -971,9 +977,6 @@ private:
         }
         return count > 0 ? all : value_range{};
     }
-    /// body(first, count, rng&) over chunks of whole planes (about 16k values each, fixed by the sizes
-    /// alone) in parallel, each chunk with its own random stream seeded in order from `source`, so
-    /// that what the body draws does not depend on the thread count.
     /// The grid of e = s_o d (e's grid `ge`) as a grid for d itself: t = (s_o d - offset) / scale =
     /// (d - offset / s_o) s_o / scale; a zero channel (s_o = 0) has e = 0, e's zero code.
     [[nodiscard]] static detail::grid e_grid(const detail::grid& ge, float so) noexcept {
@@ -983,6 +986,9 @@ private:
         const float zcode = std::nearbyint(-ge.offset / ge.scale);
         return {0.0f, 0.0f, 0.0f, zcode, zcode};
     }
+    /// body(first, count, rng&) over chunks of whole planes (about 16k values each, fixed by the sizes
+    /// alone) in parallel, each chunk with its own random stream seeded in order from `source`, so
+    /// that what the body draws does not depend on the thread count.
     template <class Body>
     static void seeded_plane_chunks(std::size_t planes, std::size_t size, rng& source, Body&& body) {
         const std::size_t per_chunk = std::max<std::size_t>(1, 16384 / std::max<std::size_t>(size, 1)),
@@ -1089,15 +1095,14 @@ private:
         }
     }
     /// integer_conv for a stride-1 geometry (g.pad 0) without any packing: the codes come as channel
-    /// quads (quads_of_sample, ceil(c / 4) h w 4 bytes per sample) and the integer product reads them
-    /// in place (kernels::igemm_u8s8_offsets): group (tap, quad) of B is the quad's plane viewed at
-    /// the tap's offset, column oy * g.w + ox ("wide": ox >= out_w() is junk and skipped). a holds
-    /// m + 1 rows (the last of ones) over K = k k ceil(c / 4) 4 in (tap, quad, channel) order. Each
-    /// sample is one product. The quads need 4 k + 64 readable bytes after the last sample (the
-    /// last tap's junk columns read 4 (k - 1) bytes past a sample, the portable kernel up to 60
-    /// more).
-    /// `quads_of(s, buf)` writes sample s's quads (ceil(c / 4) h w 4 bytes) into buf, a per-thread
-    /// buffer with the slack: made right before the sample's product, they are read from cache.
+    /// quads (ceil(c / 4) h w 4 bytes per sample) and the integer product reads them where they are
+    /// (kernels::igemm_u8s8_offsets): group (tap, quad) of B is the quad's plane viewed at the tap's
+    /// offset, column oy * g.w + ox ("wide": ox >= out_w() is junk and skipped). a holds m + 1 rows
+    /// (the last of ones) over K = k k ceil(c / 4) 4 in (tap, quad, channel) order. Each sample is
+    /// one product. `quads_of(s, buf)` writes sample s's quads into buf, a per-thread buffer with
+    /// 4 k + 64 bytes of slack after them (the last tap's junk columns read 4 (k - 1) bytes past the
+    /// quads, the portable kernel up to 60 more): made right before the product, they are read from
+    /// cache.
     template <class QuadsOf, class RowScale>
     static void integer_conv_quads(QuadsOf&& quads_of, const conv_geometry& g, int z, const std::uint8_t* a,
                                    const std::int32_t* ra, std::size_t m, std::size_t s0, std::size_t n,
@@ -1253,12 +1258,12 @@ private:
         using simd::fbatch;
         using simd::ibatch;
         const auto at = [&](std::size_t j) {
-            const ibatch v = ibatch::load_unaligned(c + j) + ibatch(row) - ibatch(128) * ibatch::load_unaligned(cs + j);
+            const ibatch v = ibatch::load_unaligned(c + j) + ibatch(row) - (ibatch::load_unaligned(cs + j) << 7);
             xsimd::fma(fbatch(scale), xsimd::to_float(v), fbatch(b)).store_unaligned(y + j);
         };
         if (n < simd::width) {
             for (std::size_t j = 0; j < n; ++j) {
-                y[j] = std::fma(scale, static_cast<float>(c[j] + row - 128 * cs[j]), b);
+                y[j] = simd::fma1(scale, static_cast<float>(c[j] + row - 128 * cs[j]), b);
             }
             return;
         }
@@ -1299,7 +1304,7 @@ private:
     std::vector<segment> segs_;
     int wbits_ = 8;
     bool float_mode_ = false, has_running_ = false, have_forward_ = false, input_ranges_ok_ = false;
-    bool keep_sums_ = false, sums_ok_ = false, keep_out_ranges_ = false;
+    bool keep_sums_ = false, sums_ok_ = false, keep_out_ranges_ = false, out_ranges_ok_ = false;
     std::vector<std::pair<float, float>> out_sums_; // per (sample, output channel) plane
     std::vector<value_range> out_ranges_;           // with out_sums_: the output planes' [min, max]
     value_range running_{};

@@ -61,6 +61,9 @@ public:
             c.input_ranges();
             c.keep_output_sums(true);
             c.output_sums();
+            c.keep_output_ranges(true);
+            c.output_ranges();
+            c.integer_forward();
         };
 
     /// Whether the convolutions give the plane sums of their output (keep_output_sums,
@@ -196,6 +199,7 @@ public:
     ///                  convolutions that take ranges. When the convolutions take them, a training
     ///                  forward keeps the output's plane ranges, found in the residual pass.
     const tensor4& forward(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges = nullptr) {
+        out_ok_ = flags_ok_ = false; // until this forward succeeds
         const tensor4& c2 = forward_to_conv2(ctx, x, x_ranges);
         bn2_.forward_deferred(ctx, c2, sums_of(conv2_));
         const tensor4* sc = &x; // the shortcut's input to the residual pass: x, or the projection's output
@@ -212,7 +216,6 @@ public:
         }
         ensure_shape(y_, shape_of(c2));
         const shape4 ys = shape_of(y_);
-        out_ok_ = false;
         residual_terms t{c2.data(), bn2_.affine_scale().data(), bn2_.affine_shift().data(), sc->data(),
                          proj_ ? proj_->second.affine_scale().data() : nullptr,
                          proj_ ? proj_->second.affine_shift().data() : nullptr};
@@ -220,7 +223,6 @@ public:
         if constexpr (conv_takes_ranges) {
             track = ctx.training();
         }
-        flags_ok_ = false;
         if (ctx.training()) {
             flags_.resize(y_.size());
         }

@@ -232,10 +232,11 @@ inline void quantize_stochastic_planes(const float* x, std::size_t planes, std::
 /// Two stochastic quantizations of the same planes in one pass over x: run i
 /// on grid_a(i) into out_a and on grid_b(i) into out_b, each value with its
 /// own uniform draw (independent of the other's), one stream: what a layer that
-/// needs x at two grids saves is a read of x and half the random numbers
-/// (**[decision]** the vector body draws 32 bits per value and gives each
-/// rounding 16 of them: a probability off by at most 2^-16 of a step; the
-/// scalar tail draws 24 bits per rounding).
+/// needs x at two grids saves is a read of x and half the random-number steps
+/// (**[decision]** the vector body gives each rounding 16 random bits, the top
+/// bits of two different scramblings of one xorshift step: a probability of
+/// rounding up at most 2^-16 above frac; the scalar tail draws 24 bits per
+/// rounding).
 template <class Out, class GridA, class GridB>
 inline void quantize_stochastic_planes_pair(const float* x, std::size_t planes, std::size_t size, GridA&& grid_a,
                                             Out* out_a, GridB&& grid_b, Out* out_b, rng& r) noexcept {

@@ -128,6 +128,14 @@ inline void store_flags(const xsimd::batch_bool<float, arch>& b, std::uint8_t* o
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in)));
         return xsimd::batch_bool<float, arch>(_mm256_castsi256_ps(_mm256_cmpgt_epi32(v, _mm256_setzero_si256())));
     }
+#elif XSIMD_WITH_SSE2
+    if constexpr (width == 4) { // 4 bytes widened by two unpacks with zero
+        std::int32_t four;
+        std::memcpy(&four, in, 4);
+        const __m128i z = _mm_setzero_si128();
+        const __m128i v = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(four), z), z);
+        return xsimd::batch_bool<float, arch>(_mm_castsi128_ps(_mm_cmpgt_epi32(v, z)));
+    }
 #endif
     alignas(64) float t[width];
     for (std::size_t i = 0; i < width; ++i) {
@@ -165,30 +173,32 @@ public:
 
     /// Uniform floats in [0, 1) with 24 bits, one per lane.
     fbatch uniform() noexcept {
-        const ibatch top = xsimd::bitwise_cast<ibatch>(next() >> 8);
+        const ibatch top = xsimd::bitwise_cast<ibatch>((step() * ubatch(0x9e3779bbU)) >> 8);
         return xsimd::to_float(top) * fbatch(0x1.0p-24f);
     }
-    /// Two independent uniform floats in [0, 1) per lane with 16 bits each (multiples of 2^-16),
-    /// from one step: the two halves of the 32 random bits. What a pair of stochastic roundings
-    /// uses (a draw below frac with 16 bits rounds up with probability ceil(2^16 frac) / 2^16,
-    /// within 2^-16 of frac).
+    /// Two uniform floats in [0, 1) per lane with 16 bits each (multiples of 2^-16) from one
+    /// xorshift step, scrambled by two different multiplications. What a pair of stochastic
+    /// roundings uses (a draw below frac with 16 bits rounds up with probability
+    /// ceil(2^16 frac) / 2^16, within 2^-16 of frac, never below it).
     std::pair<fbatch, fbatch> uniform_pair() noexcept {
-        const ubatch r = next();
-        const fbatch hi = xsimd::to_float(xsimd::bitwise_cast<ibatch>(r >> 16));
-        const fbatch lo = xsimd::to_float(xsimd::bitwise_cast<ibatch>(r & ubatch(0xffffU)));
-        return {hi * fbatch(0x1.0p-16f), lo * fbatch(0x1.0p-16f)};
+        // each the top 16 bits of its own scrambling product (the low bits of a product depend only
+        // on the low bits of the state)
+        const ubatch x = step();
+        const fbatch a = xsimd::to_float(xsimd::bitwise_cast<ibatch>((x * ubatch(0x9e3779bbU)) >> 16));
+        const fbatch b = xsimd::to_float(xsimd::bitwise_cast<ibatch>((x * ubatch(0x85ebca6bU)) >> 16));
+        return {a * fbatch(0x1.0p-16f), b * fbatch(0x1.0p-16f)};
     }
 
 private:
-    /// 32 random bits per lane: a xorshift step, scrambled by a multiplication (xorshift's low
-    /// bits are of low quality).
-    ubatch next() noexcept {
+    /// The next xorshift state per lane; the draws scramble it by a multiplication and take its top
+    /// bits (xorshift's low bits are of low quality).
+    ubatch step() noexcept {
         ubatch x = state_;
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
         state_ = x;
-        return x * ubatch(0x9e3779bbU);
+        return x;
     }
 
     ubatch state_;

@@ -245,7 +245,9 @@ public:
                 ensure_shape(f_, shape_of(*b));
             }
         }
-        // y = relu(body + shortcut) for the samples that run, the shortcut for the others
+        // y = relu(body + shortcut) for the samples that run, the shortcut for the others; a block
+        // that defers its last batch norm (deferred_body) has its map applied here, in the same pass
+        const std::size_t planes = ys.c, hw = ys.h * ys.w;
         parallel_for(xs.n, [&](std::size_t n) {
             const float* sp = s.data() + n * per;
             float* yp = y_.data() + n * per;
@@ -254,10 +256,17 @@ public:
                 return;
             }
             const float* bp = b->data() + pos_[n] * per;
-            if (runs(n)) {
-                kernels::add_relu(bp, sp, yp, per);
+            float* out = runs(n) ? yp : f_.data() + pos_[n] * per;
+            if constexpr (deferred_body) {
+                const auto& a2 = block_.bn2().affine_scale();
+                const auto& b2 = block_.bn2().affine_shift();
+                for (std::size_t c = 0; c < planes; ++c) {
+                    kernels::affine_add_relu(bp + c * hw, a2[c], b2[c], sp + c * hw, out + c * hw, hw);
+                }
             } else {
-                kernels::add_relu(bp, sp, f_.data() + pos_[n] * per, per);
+                kernels::add_relu(bp, sp, out, per);
+            }
+            if (!runs(n)) {
                 std::memcpy(yp, sp, per * sizeof(float));
             }
         });
@@ -368,12 +377,28 @@ private:
         return static_cast<float>(acc);
     }
 
-    /// The residual branch; in simulate mode its meter counts are scaled to the executed share.
+    /// Whether the block can leave its last batch norm's map to the pass that adds the shortcut
+    /// (basic_block::forward_body_deferred): the body's output is then never written.
+    static constexpr bool deferred_body = requires(Block& b, context& ctx, const tensor4& t) {
+        { b.forward_body_deferred(ctx, t) } -> std::same_as<const tensor4&>;
+        b.bn2().affine_scale();
+        b.bn2().affine_shift();
+    };
+
+    /// The residual branch (deferred_body: up to its last batch norm's map); in simulate mode its
+    /// meter counts are scaled to the executed share.
     const tensor4& body_forward(context& ctx, const tensor4& x) {
+        const auto run = [&](context& c) -> const tensor4& {
+            if constexpr (deferred_body) {
+                return block_.forward_body_deferred(c, x);
+            } else {
+                return block_.forward_body(c, x);
+            }
+        };
         if (mode_ != slu_mode::simulate || ctx.meter == nullptr) {
-            return block_.forward_body(ctx, x);
+            return run(ctx);
         }
-        return scaled(ctx, [&](context& c) -> const tensor4& { return block_.forward_body(c, x); });
+        return scaled(ctx, run);
     }
     const tensor4& body_backward(context& ctx, const tensor4& d) {
         if (mode_ != slu_mode::simulate || ctx.meter == nullptr) {

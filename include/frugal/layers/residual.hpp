@@ -165,6 +165,18 @@ public:
         const tensor4& c2 = forward_to_conv2(ctx, x, x_ranges);
         return bn2_.forward(ctx, c2, sums_of(conv2_)); // each conv's sums are read after its forward ran
     }
+    /// forward_body without writing bn2's output: returns conv2's output c2, with bn2's statistics
+    /// and map computed (batchnorm::forward_deferred); the body's output is
+    /// bn2().affine_scale()[c] c2 + bn2().affine_shift()[c], value for value what forward_body
+    /// writes. backward_body works after it as after forward_body. What a caller that adds the
+    /// shortcut in a pass of its own uses (gated_block).
+    const tensor4& forward_body_deferred(context& ctx, const tensor4& x,
+                                         const std::vector<value_range>* x_ranges = nullptr) {
+        const tensor4& c2 = forward_to_conv2(ctx, x, x_ranges);
+        bn2_.forward_deferred(ctx, c2, sums_of(conv2_));
+        return c2;
+    }
+
     /// The shortcut: x itself, or bn(conv1x1(x)). `x_ranges`: x's plane ranges when known (only
     /// used by convolutions that take them).
     const tensor4& forward_shortcut(context& ctx, const tensor4& x,

@@ -58,6 +58,22 @@ inline moments sum_squares_min_max(const float* v, std::size_t n) noexcept {
     return m;
 }
 
+/// c = max(fma(v, a, b) + s, 0): a batch norm's map (lane for lane as batchnorm computes it;
+/// simd::fma1 in the tail) added to a shortcut, then the ReLU.
+inline void affine_add_relu(const float* v, float a, float b, const float* s, float* c, std::size_t n) noexcept {
+    using simd::fbatch;
+    const fbatch av(a), bv(b), zero(0.0f);
+    std::size_t i = 0;
+    for (; i + simd::width <= n; i += simd::width) {
+        const fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv) + fbatch::load_unaligned(s + i);
+        xsimd::max(r, zero).store_unaligned(c + i);
+    }
+    for (; i < n; ++i) {
+        const float r = simd::fma1(v[i], a, b) + s[i];
+        c[i] = r > 0.0f ? r : 0.0f;
+    }
+}
+
 /// c = max(a + b, 0)
 inline void add_relu(const float* a, const float* b, float* c, std::size_t n) noexcept {
     using simd::fbatch;

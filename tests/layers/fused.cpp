@@ -201,6 +201,18 @@ TEST_CASE("basic_block: the fused residual pass and the flag-gated backward equa
             for (std::size_t i = 0; i < y.size(); ++i) {
                 REQUIRE(y.data()[i] == std::max(body.data()[i] + sc.data()[i], 0.0f));
             }
+            // the deferred body: conv2's output and bn2's map give forward_body's values
+            {
+                fr::basic_block<> d = b;
+                const fr::tensor4 c2 = d.forward_body_deferred(ctx, x);
+                const fr::shape4 s = fr::shape_of(c2);
+                const std::size_t hw = s.h * s.w;
+                for (std::size_t i = 0; i < c2.size(); ++i) {
+                    const std::size_t c = (i / hw) % s.c;
+                    REQUIRE(fr::simd::fma1(c2.data()[i], d.bn2().affine_scale()[c], d.bn2().affine_shift()[c]) ==
+                            body.data()[i]);
+                }
+            }
             const fr::tensor4 dy = random_tensor(fr::shape_of(y), g);
             fr::tensor4 gated = dy;
             for (std::size_t i = 0; i < gated.size(); ++i) {

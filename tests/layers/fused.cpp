@@ -39,7 +39,7 @@ void spread_parameters(fr::batchnorm& bn, fr::rng& g) {
 
 TEST_SUITE("layers") {
 
-TEST_CASE("simd helpers: fma1 is the lanes' product, flags round-trip, paired uniforms have 16 bits") {
+TEST_CASE("simd helpers: fma1 is the lanes' product, flags round-trip, paired uniforms are 16-bit cell midpoints") {
     fr::rng g(1);
     for (int i = 0; i < 1000; ++i) {
         const float a = g.uniform() * 8.0f - 4.0f, b = g.uniform() * 3.0f - 1.5f, c = g.uniform() - 0.5f;
@@ -65,9 +65,9 @@ TEST_CASE("simd helpers: fma1 is the lanes' product, flags round-trip, paired un
         const auto [hi, lo] = lanes.uniform_pair();
         for (std::size_t l = 0; l < fr::simd::width; ++l) {
             for (const float u : {hi.get(l), lo.get(l)}) {
-                REQUIRE(u >= 0.0f);
+                REQUIRE(u > 0.0f);
                 REQUIRE(u < 1.0f);
-                REQUIRE(u * 65536.0f == std::floor(u * 65536.0f)); // a multiple of 2^-16
+                REQUIRE(u * 65536.0f - 0.5f == std::floor(u * 65536.0f)); // a cell's midpoint (k + 1/2) 2^-16
             }
             sum_hi += hi.get(l);
             sum_lo += lo.get(l);

@@ -176,17 +176,19 @@ public:
         const ibatch top = xsimd::bitwise_cast<ibatch>((step() * ubatch(0x9e3779bbU)) >> 8);
         return xsimd::to_float(top) * fbatch(0x1.0p-24f);
     }
-    /// Two uniform floats in [0, 1) per lane with 16 bits each (multiples of 2^-16) from one
-    /// xorshift step, scrambled by two different multiplications. What a pair of stochastic
-    /// roundings uses (a draw below frac with 16 bits rounds up with probability
-    /// ceil(2^16 frac) / 2^16, within 2^-16 of frac, never below it).
+    /// Two uniform floats in (0, 1) per lane with 16 bits each, the midpoints (k + 1/2) 2^-16 of
+    /// the 2^16 cells, from one xorshift step scrambled by two different multiplications. What a
+    /// pair of stochastic roundings uses: a draw below frac rounds up with a probability within
+    /// 2^-17 of frac, and a value within 2^-17 of a code (a code computed with a float error)
+    /// stays on it, as with 24-bit draws it would but for a chance of 2^-24.
     std::pair<fbatch, fbatch> uniform_pair() noexcept {
         // each the top 16 bits of its own scrambling product (the low bits of a product depend only
         // on the low bits of the state)
         const ubatch x = step();
         const fbatch a = xsimd::to_float(xsimd::bitwise_cast<ibatch>((x * ubatch(0x9e3779bbU)) >> 16));
         const fbatch b = xsimd::to_float(xsimd::bitwise_cast<ibatch>((x * ubatch(0x85ebca6bU)) >> 16));
-        return {a * fbatch(0x1.0p-16f), b * fbatch(0x1.0p-16f)};
+        const fbatch cell(0x1.0p-16f), half(0x1.0p-17f);
+        return {xsimd::fma(a, cell, half), xsimd::fma(b, cell, half)};
     }
 
 private:

@@ -236,8 +236,7 @@ inline void quantize_stochastic_planes(const float* x, std::size_t planes, std::
 /// (**[decision]** the vector body gives each rounding 16 random bits, the top
 /// bits of two different scramblings of one xorshift step, as the midpoint of
 /// their cell (lane_rng::uniform_pair): a probability of rounding up within
-/// 2^-17 of frac, and a value within 2^-17 of a code stays on it; the scalar
-/// tail draws 24 bits per rounding).
+/// 2^-17 of frac; the scalar tail draws 24 bits per rounding).
 template <class Out, class GridA, class GridB>
 inline void quantize_stochastic_planes_pair(const float* x, std::size_t planes, std::size_t size, GridA&& grid_a,
                                             Out* out_a, GridB&& grid_b, Out* out_b, rng& r) noexcept {

@@ -179,8 +179,7 @@ public:
     /// Two uniform floats in (0, 1) per lane with 16 bits each, the midpoints (k + 1/2) 2^-16 of
     /// the 2^16 cells, from one xorshift step scrambled by two different multiplications. What a
     /// pair of stochastic roundings uses: a draw below frac rounds up with a probability within
-    /// 2^-17 of frac, and a value within 2^-17 of a code (a code computed with a float error)
-    /// stays on it, as with 24-bit draws it would but for a chance of 2^-24.
+    /// 2^-17 of frac either way.
     std::pair<fbatch, fbatch> uniform_pair() noexcept {
         // each the top 16 bits of its own scrambling product (the low bits of a product depend only
         // on the low bits of the state)

@@ -6,6 +6,14 @@
 // cost meter), the measured step-time saving, and their ratio, the "realized
 // share" (issue target: >= 70%).
 //
+// Each measurement (a network's warm-up and `steps` timed steps) runs in a
+// process of its own, the subjects' order rotated every run: what a program
+// that trains one network sees. FRUGAL_BENCH_SHARED=1 runs every network in
+// this one process instead (interleaved as before): the networks then share
+// the tensor pool's blocks and the cache, which costs the gated networks
+// (their sub-batch buffers are re-taken every step, often cold)
+// (docs/benchmarks.md, "SLU").
+//
 //   build/bench/bench_slu [depth] [steps] [runs] [threads] [rates...]
 //   e.g. build/release/bench/bench_slu 38 8 5 2 0.8 0.6 0.4
 
@@ -47,43 +55,77 @@ int main(int argc, char** argv) {
     if (rates.empty()) {
         rates = {1.0f, 0.8f, 0.6f, 0.4f};
     }
-    frugal::set_num_threads(threads);
     if (const char* lim = std::getenv("FRUGAL_POOL_MIB")) {
         frugal::tensor_pool::instance().set_limit(std::strtoull(lim, nullptr, 10) << 20);
     }
-    bench::fashion_batches fm;
-    auto plain = frugal::cifar_resnet(depth);
-    std::vector<frugal::gated_cifar_resnet_t<>> gated_nets;
-    gated_nets.reserve(rates.size());
-    std::vector<bench::train_subject> subjects;
-    subjects.push_back(bench::make_train_subject("plain", plain, fm.loader));
+    const char* shared_env = std::getenv("FRUGAL_BENCH_SHARED");
+    const bool shared = shared_env != nullptr && std::string(shared_env) == "1";
+    std::vector<std::string> names{"plain"};
     for (float r : rates) {
+        char name[32];
+        std::snprintf(name, sizeof name, "gated r=%.2f", static_cast<double>(r));
+        names.emplace_back(name);
+    }
+    const auto gated_options = [](float r) {
         frugal::slu_options o;
         o.force = frugal::gate_override::random;
         o.forced_rate = r;
-        gated_nets.push_back(frugal::gated_cifar_resnet(depth, o));
-        char name[32];
-        std::snprintf(name, sizeof name, "gated r=%.2f", static_cast<double>(r));
-        subjects.push_back(bench::make_train_subject(name, gated_nets.back(), fm.loader));
-    }
+        return o;
+    };
     std::vector<double> macs;
-    for (auto& s : subjects) {
-        frugal::cost_meter m; // MACs of a step (also the warm-up)
-        constexpr int n = 8;
-        s.run(n, &m);
-        macs.push_back(macs_of(m) / n);
+    std::vector<std::vector<double>> t;
+    if (shared) { // every network in this process, interleaved
+        frugal::set_num_threads(threads);
+        bench::fashion_batches fm;
+        auto plain = frugal::cifar_resnet(depth);
+        std::vector<frugal::gated_cifar_resnet_t<>> gated_nets;
+        gated_nets.reserve(rates.size());
+        std::vector<bench::train_subject> subjects;
+        subjects.push_back(bench::make_train_subject(names[0], plain, fm.loader));
+        for (std::size_t i = 0; i < rates.size(); ++i) {
+            gated_nets.push_back(frugal::gated_cifar_resnet(depth, gated_options(rates[i])));
+            subjects.push_back(bench::make_train_subject(names[i + 1], gated_nets.back(), fm.loader));
+        }
+        for (auto& s : subjects) {
+            frugal::cost_meter m; // MACs of a step (also the warm-up)
+            constexpr int n = 8;
+            s.run(n, &m);
+            macs.push_back(macs_of(m) / n);
+        }
+        frugal::cost_meter meter;
+        t = bench::interleaved(subjects, steps, runs, &meter);
+    } else { // one process per measurement, the order rotated every run
+        t = bench::isolated(
+            names.size(), runs,
+            [&](std::size_t i) {
+                frugal::set_num_threads(threads);
+                bench::fashion_batches fm;
+                const auto time_it = [&](auto& net) {
+                    auto s = bench::make_train_subject(names[i], net, fm.loader);
+                    frugal::cost_meter m; // MACs of a step (also the warm-up)
+                    constexpr int n = 8;
+                    s.run(n, &m);
+                    frugal::cost_meter meter;
+                    return bench::isolated_result{s.run(steps, &meter) / steps, macs_of(m) / n};
+                };
+                if (i == 0) {
+                    auto net = frugal::cifar_resnet(depth);
+                    return time_it(net);
+                }
+                auto net = frugal::gated_cifar_resnet(depth, gated_options(rates[i - 1]));
+                return time_it(net);
+            },
+            macs);
     }
-    frugal::cost_meter meter;
-    const auto t = bench::interleaved(subjects, steps, runs, &meter);
-    std::printf("ResNet-%zu, batch 128, %d threads, %d steps x %d runs (median), meter on\n", depth, threads, steps,
-                runs);
+    std::printf("ResNet-%zu, batch 128, %d threads, %d steps x %d runs (median), meter on, %s\n", depth, threads,
+                steps, runs, shared ? "all networks in one process" : "one process per measurement");
     std::printf("%-14s %10s %12s %14s %14s %10s\n", "network", "ms/step", "MACs/step", "counted save", "measured save",
                 "realized");
     const double t0 = bench::median_of(t[0]);
-    for (std::size_t i = 0; i < subjects.size(); ++i) {
+    for (std::size_t i = 0; i < names.size(); ++i) {
         const double ti = bench::median_of(t[i]);
         const double cs = 1.0 - macs[i] / macs[0], ms = 1.0 - ti / t0;
-        std::printf("%-14s %10.1f %12.3g %13.1f%% %13.1f%% %9.0f%%\n", subjects[i].name.c_str(), 1e3 * ti, macs[i],
+        std::printf("%-14s %10.1f %12.3g %13.1f%% %13.1f%% %9.0f%%\n", names[i].c_str(), 1e3 * ti, macs[i],
                     100 * cs, 100 * ms, i == 0 || cs <= 0.0 ? 0.0 : 100 * ms / cs);
         std::printf("               runs (ms/step):");
         for (double v : t[i]) {
@@ -91,11 +133,13 @@ int main(int argc, char** argv) {
         }
         std::printf("\n");
         std::printf("BENCH slu depth=%zu net=\"%s\" ms_per_step=%.2f counted_saving=%.4f measured_saving=%.4f\n", depth,
-                    subjects[i].name.c_str(), 1e3 * ti, cs, ms);
+                    names[i].c_str(), 1e3 * ti, cs, ms);
     }
-    const auto ps = frugal::tensor_pool::instance().statistics();
-    std::printf("tensor pool: %.0f MiB cached (limit %.0f MiB), %llu hits, %llu misses\n", ps.cached_bytes / 1048576.0,
-                ps.limit_bytes / 1048576.0, static_cast<unsigned long long>(ps.hits),
-                static_cast<unsigned long long>(ps.misses));
+    if (shared) {
+        const auto ps = frugal::tensor_pool::instance().statistics();
+        std::printf("tensor pool: %.0f MiB cached (limit %.0f MiB), %llu hits, %llu misses\n",
+                    ps.cached_bytes / 1048576.0, ps.limit_bytes / 1048576.0, static_cast<unsigned long long>(ps.hits),
+                    static_cast<unsigned long long>(ps.misses));
+    }
     return 0;
 }

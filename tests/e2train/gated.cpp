@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <frugal/layers/gate.hpp>
 #include <frugal/layers/gated.hpp>
 #include <frugal/layers/residual.hpp>
+#include <frugal/tensor/kernels/elementwise.hpp>
 #include <frugal/model/sequential.hpp>
 #include <frugal/model/zoo/gated_resnet.hpp>
 
@@ -299,6 +301,94 @@ TEST_CASE("the straight-through gradient reaches the shared gate of a gated stac
         }
     }
     CHECK(checked > 30);
+}
+
+TEST_CASE("a gated stack's fused gate passes equal the unfused composition, value for value") {
+    // the stack pools each gate's input from sums the previous block kept while writing it, and
+    // adds each unit's input gradient in its block's last backward pass; the reference runs the
+    // same steps one by one: block backward, gate step, unit backward adding into dh
+    const auto make_net = [] {
+        std::vector<block> blocks;
+        blocks.push_back(make_block(3, 3, 1, 40));
+        blocks.push_back(make_block(3, 3, 1, 41));
+        blocks.push_back(make_block(3, 6, 2, 42)); // a projection shortcut
+        blocks.push_back(make_block(6, 6, 1, 43));
+        fr::slu_options so;
+        so.alpha = 1e-3f;
+        fr::gated<block> net(std::move(blocks), so, fr::recurrent_gate(0.0f));
+        fr::rng g(44);
+        for (std::size_t i = 1; i < net.size(); ++i) {
+            net.unit(i).reset_parameters(g);
+        }
+        net.gate().reset_parameters(g);
+        return net;
+    };
+    fr::gated<block> a = make_net(), b = make_net();
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        b[i].keep_plane_sums(false); // the reference's units pool by reading their input
+    }
+    fr::rng g(45);
+    const fr::tensor4 x = random_tensor({7, 3, 6, 6}, g);
+    fr::context ca, cb;
+    ca.random = fr::rng(5);
+    cb.random = fr::rng(5);
+    const fr::tensor4 ya = a.forward(ca, x);
+    const fr::tensor4 yb = b.forward(cb, x);
+    REQUIRE(same(ya, yb));
+    std::size_t mixed = 0;
+    for (std::size_t i = 0; i + 1 < a.size(); ++i) {
+        const auto* sums = a[i].plane_sums();
+        REQUIRE(sums != nullptr);
+        const std::size_t on = static_cast<std::size_t>(std::count(a[i + 1].decisions().begin(),
+                                                                    a[i + 1].decisions().end(), 1));
+        mixed += on > 0 && on < 7 && i + 1 != 2 ? 1 : 0; // block 2 has the projection
+    }
+    CHECK(mixed >= 1); // an identity block with samples that ran and samples that skipped
+    CHECK(a[a.size() - 1].plane_sums() == nullptr); // the last block feeds no gate
+    {
+        // the last forward's sums of block 0, against its output read again
+        fr::gated<block> c = make_net();
+        fr::context cc;
+        cc.random = fr::rng(5);
+        (void)c.forward(cc, x);
+        fr::context single;
+        single.random = fr::rng(5);
+        fr::gated_block<block>& b0 = c[0];
+        const fr::tensor4 y0 = b0.forward(single, x); // block 0 always runs
+        const fr::shape4 s0 = fr::shape_of(y0);
+        const auto& sums = *b0.plane_sums();
+        REQUIRE(sums.size() == s0.n * s0.c);
+        for (std::size_t i = 0; i < sums.size(); ++i) {
+            CHECK(sums[i] == fr::kernels::lane_sum(y0.data() + i * s0.h * s0.w, s0.h * s0.w));
+        }
+    }
+    const fr::tensor4 dy = random_tensor(fr::shape_of(ya), g);
+    const fr::tensor4 dxa = a.backward(ca, dy);
+    // the reference
+    b.gate().begin_backward();
+    const fr::tensor4* gr = &dy;
+    for (std::size_t i = b.size(); i-- > 1;) {
+        (void)b[i].backward(cb, *gr);
+        const std::vector<float>& dm = b[i].decision_grad();
+        std::vector<float> dp(dm.size());
+        for (std::size_t n = 0; n < dm.size(); ++n) {
+            dp[n] = dm[n] + b.options().effective_alpha() * b.regularizer_sign() * 1.0f;
+        }
+        const std::vector<float>& dfeat = b.gate().step_backward(cb, dp.data());
+        fr::tensor4& dh = b[i].input_grad_buffer();
+        b.unit(i).backward(cb, dfeat.data(), &dh);
+        gr = &dh;
+    }
+    const fr::tensor4 dxb = b[0].backward(cb, *gr);
+    CHECK(same(dxa, dxb));
+    std::vector<fr::parameter> pa, pb;
+    a.collect_parameters(pa);
+    b.collect_parameters(pb);
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        CAPTURE(pa[i].name);
+        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
+    }
 }
 
 TEST_CASE("the meter records only the executed samples of a gated block") {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include <frugal/layers/batchnorm.hpp>
@@ -27,6 +28,15 @@ using gradcheck::random_tensor;
 namespace {
 bool same_bits(const fr::tensor4& a, const fr::tensor4& b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+/// The samples `rows` of x, in that order.
+fr::tensor4 gather(const fr::tensor4& x, const std::vector<std::size_t>& rows) {
+    const fr::shape4 xs = fr::shape_of(x);
+    fr::tensor4 xg = fr::tensor4::from_shape({rows.size(), xs.c, xs.h, xs.w});
+    for (std::size_t j = 0; j < rows.size(); ++j) {
+        std::copy_n(x.data() + rows[j] * xs.per_sample(), xs.per_sample(), xg.data() + j * xs.per_sample());
+    }
+    return xg;
 }
 /// gamma with a negative channel (a decreasing map), beta around 0.
 void spread_parameters(fr::batchnorm& bn, fr::rng& g) {
@@ -261,6 +271,75 @@ TEST_CASE("conv2d: the output sums kept on request are the planes' sums, in trai
         ev.mode = fr::run_mode::eval;
         (void)conv.forward(ev, x);
         CHECK(conv.output_sums() == nullptr);
+    }
+}
+
+TEST_CASE("conv2d: forward_rows and its backward equal the layer run on the gathered samples") {
+    // (kernel, stride): read in place (3, 1); gathered inside (3, 2) and (1, 1)
+    for (const auto& [kernel, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {3, 2}, {1, 1}}) {
+        CAPTURE(kernel);
+        CAPTURE(stride);
+        const std::size_t pad = kernel / 2;
+        fr::conv2d a(3, 4, kernel, {stride, pad, true}), b(3, 4, kernel, {stride, pad, true});
+        fr::rng g(6);
+        a.reset_parameters(g);
+        b.weight() = a.weight();
+        a.keep_output_sums(true);
+        b.keep_output_sums(true);
+        // 13 samples of 11 x 12: several canvases of several images each at stride 1
+        const fr::tensor4 x = random_tensor({13, 3, 11, 12}, g);
+        const std::vector<std::size_t> rows{12, 0, 5, 6, 7, 2, 9, 3, 5}; // a sample twice, too
+        const fr::tensor4 xg = gather(x, rows);
+        fr::context ctx;
+        const fr::tensor4 ya = a.forward_rows(ctx, x, rows);
+        const fr::tensor4 yb = b.forward(ctx, xg);
+        CHECK(same_bits(ya, yb));
+        REQUIRE(a.output_sums() != nullptr);
+        CHECK(*a.output_sums() == *b.output_sums());
+        const fr::tensor4 dy = random_tensor(fr::shape_of(yb), g);
+        const fr::tensor4 dxa = a.backward(ctx, dy);
+        const fr::tensor4 dxb = b.backward(ctx, dy);
+        CHECK(fr::shape_of(dxa) == fr::shape_of(xg));
+        CHECK(same_bits(dxa, dxb));
+        CHECK(std::equal(a.weight_grad().begin(), a.weight_grad().end(), b.weight_grad().begin()));
+        // a plain forward afterwards reads its whole input again, and so does its backward
+        const fr::tensor4 yfull = a.forward(ctx, x);
+        CHECK(fr::shape_of(yfull).n == 13);
+        CHECK(same_bits(yfull, b.forward(ctx, x)));
+        const fr::tensor4 dyfull = random_tensor(fr::shape_of(yfull), g);
+        CHECK(same_bits(a.backward(ctx, dyfull), b.backward(ctx, dyfull)));
+        CHECK(std::equal(a.weight_grad().begin(), a.weight_grad().end(), b.weight_grad().begin()));
+        // a row outside the batch is refused with the layer's name
+        const std::vector<std::size_t> bad{1, 13};
+        CHECK_THROWS_WITH_AS(a.forward_rows(ctx, x, bad), doctest::Contains("row 1 is sample 13 of a batch of 13"),
+                             fr::shape_error);
+        CHECK_THROWS_AS(a.backward(ctx, dyfull), fr::error); // no backward after a refused forward
+    }
+}
+
+TEST_CASE("basic_block: the branch run on chosen rows equals the branch run on the gathered samples") {
+    fr::basic_block<> a(3, 3, 1), b(3, 3, 1);
+    fr::rng g(7);
+    a.reset_parameters(g);
+    std::vector<fr::parameter> pa, pb;
+    a.collect_parameters(pa);
+    b.collect_parameters(pb);
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        std::copy(pa[i].value.begin(), pa[i].value.end(), pb[i].value.begin());
+    }
+    const fr::tensor4 x = random_tensor({9, 3, 6, 7}, g);
+    const std::vector<std::size_t> rows{8, 1, 4, 3};
+    const fr::tensor4 xg = gather(x, rows);
+    fr::context ctx;
+    const fr::tensor4 ca = a.forward_body_deferred_rows(ctx, x, rows);
+    const fr::tensor4 cb = b.forward_body_deferred(ctx, xg);
+    CHECK(same_bits(ca, cb));
+    const fr::tensor4 d = random_tensor(fr::shape_of(cb), g);
+    CHECK(same_bits(a.backward_body(ctx, d), b.backward_body(ctx, d)));
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        CAPTURE(pa[i].name);
+        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
     }
 }
 

@@ -348,7 +348,7 @@ TEST_CASE("parallel_dynamic and parallel_spans cover every index once, on valid 
 
 } // TEST_SUITE
 
-TEST_CASE("tensor_pool rounds to size classes, reuses freed blocks and respects its limit") {
+TEST_CASE("tensor_pool rounds to size classes, reuses freed blocks (of a slightly larger class too) and respects its limit") {
     auto& pool = fr::tensor_pool::instance();
     const std::size_t old_limit = pool.statistics().limit_bytes;
     for (std::size_t bytes : {std::size_t{1}, std::size_t{100}, std::size_t{65536}, std::size_t{100000},
@@ -374,6 +374,32 @@ TEST_CASE("tensor_pool rounds to size classes, reuses freed blocks and respects 
     CHECK(pool.statistics().hits == hits + 1);
     CHECK(pool.statistics().cached_bytes == 0);
     pool.deallocate(b, n - 1000);
+    // a request whose class has no block takes a cached one at most a quarter larger, which
+    // goes back to its own class when freed; one more than a quarter larger is not taken
+    const std::size_t small = n * 17 / 20; // 255000 bytes: two classes below n's
+    REQUIRE(fr::tensor_pool::class_bytes(small) < fr::tensor_pool::class_bytes(n));
+    REQUIRE(fr::tensor_pool::class_bytes(n) <= fr::tensor_pool::class_bytes(small) * 5 / 4);
+    void* d = pool.allocate(small);
+    CHECK(d == a);
+    CHECK(pool.statistics().cached_bytes == 0);
+    pool.deallocate(d, small);
+    CHECK(pool.statistics().cached_bytes == fr::tensor_pool::class_bytes(n));
+    void* e = pool.allocate(n / 2); // a quarter is too far: a new block
+    CHECK(e != a);
+    CHECK(pool.statistics().cached_bytes == fr::tensor_pool::class_bytes(n));
+    pool.deallocate(e, n / 2);
+    CHECK(pool.statistics().cached_bytes == fr::tensor_pool::class_bytes(n) + fr::tensor_pool::class_bytes(n / 2));
+    void* f = pool.allocate(n); // its own class, not the smaller one freed last
+    CHECK(f == a);
+    pool.deallocate(f, n);
+    // a borrowed larger block freed when the cache is full is freed, and counted as its class
+    void* h = pool.allocate(small);
+    CHECK(h == a);
+    const std::size_t cached = pool.statistics().cached_bytes;
+    pool.set_limit(cached);
+    pool.deallocate(h, small);
+    CHECK(pool.statistics().cached_bytes == cached);
+    pool.set_limit(std::size_t{64} << 20);
     pool.set_limit(0); // lowering the limit frees the cache, and nothing more is kept
     CHECK(pool.statistics().cached_bytes == 0);
     void* c = pool.allocate(n);

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -88,32 +89,39 @@ public:
     }
 
     const tensor4& forward(context& ctx, const tensor4& x) {
-        cost_meter* m = meter(ctx);
-        scoped_timer timer(m, slot(), phase::forward);
+        x_ = nullptr; // until this forward succeeds
+        rows_.clear();
+        use_rows_ = false;
+        return run_forward(ctx, x);
+    }
+
+    /// The forward of the samples `rows` of x, in that order: what forward(gathered) gives for a
+    /// tensor `gathered` holding those samples, without that copy (a stride-1 convolution reads
+    /// each sample where it is; a strided one gathers them itself). The following backward takes
+    /// the output gradient of those samples and gives their input gradient, in the same order;
+    /// x must stay alive and unchanged until then. What a gated block runs its sub-batch with.
+    const tensor4& forward_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows) {
+        x_ = nullptr; // until this forward succeeds
         const shape4 xs = shape_of(x);
-        const conv_geometry g = geometry(xs);
-        ensure_shape(y_, {xs.n, out_, g.out_h(), g.out_w()});
-        x_ = &x;
-        sums_ok_ = false;
-        const bool sums = keep_sums_ && ctx.training();
-        if (sums) {
-            out_sums_.resize(xs.n * out_);
-        }
-        if (implicit(g)) {
-            forward_implicit(x, g, sums);
-        } else {
-            forward_im2col(x, g, sums);
-        }
-        sums_ok_ = sums;
-        if (m != nullptr) {
-            const std::uint64_t macs = static_cast<std::uint64_t>(xs.n) * out_ * g.cols() * g.rows();
-            m->mac(id(), phase::forward, fp32, fp32, macs);
-            if (opt_.bias) {
-                m->unary(id(), phase::forward, op_kind::add, fp32, static_cast<std::uint64_t>(xs.n) * out_ * g.cols());
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            if (rows[i] >= xs.n) {
+                throw shape_error(detail::concat(name(), ".forward_rows: row ", i, " is sample ", rows[i],
+                                                 " of a batch of ", xs.n));
             }
-            m->bytes(id(), phase::forward, 4 * (x.size() + w_.size() + b_.size()), 4 * y_.size());
         }
-        return y_;
+        const conv_geometry g = geometry({rows.size(), xs.c, xs.h, xs.w});
+        rows_.assign(rows.begin(), rows.end());
+        if (implicit(g)) {
+            use_rows_ = true;
+            return run_forward(ctx, x);
+        }
+        use_rows_ = false;
+        ensure_shape(xg_, {rows.size(), xs.c, xs.h, xs.w});
+        const std::size_t per = xs.per_sample();
+        parallel_for(rows.size(), [&](std::size_t j) {
+            std::memcpy(xg_.data() + j * per, x.data() + rows_[j] * per, per * sizeof(float));
+        });
+        return run_forward(ctx, xg_);
     }
 
     const tensor4& backward(context& ctx, const tensor4& dy) {
@@ -123,7 +131,7 @@ public:
             throw error(detail::concat(name(), ": backward called before forward"));
         }
         const tensor4& x = *x_;
-        const shape4 xs = shape_of(x);
+        const shape4 xs = input_shape(x);
         const conv_geometry g = geometry(xs);
         expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
         const bool need_dx = input_grad();
@@ -163,7 +171,7 @@ public:
                 m->unary(id(), phase::weight_gradient, op_kind::add, fp32,
                          static_cast<std::uint64_t>(xs.n) * out_ * g.cols());
             }
-            m->bytes(id(), phase::weight_gradient, 4 * (x.size() + dy.size()), 4 * (w_.size() + b_.size()));
+            m->bytes(id(), phase::weight_gradient, 4 * (xs.size() + dy.size()), 4 * (w_.size() + b_.size()));
             // wall time of the whole backward, split between the two phases as
             // the first thread's time was
             const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -212,6 +220,48 @@ public:
     }
 
 private:
+    const tensor4& run_forward(context& ctx, const tensor4& x) {
+        cost_meter* m = meter(ctx);
+        scoped_timer timer(m, slot(), phase::forward);
+        const shape4 xs = input_shape(x);
+        const conv_geometry g = geometry(xs);
+        ensure_shape(y_, {xs.n, out_, g.out_h(), g.out_w()});
+        x_ = &x;
+        sums_ok_ = false;
+        const bool sums = keep_sums_ && ctx.training();
+        if (sums) {
+            out_sums_.resize(xs.n * out_);
+        }
+        if (implicit(g)) {
+            forward_implicit(x, g, sums);
+        } else {
+            forward_im2col(x, g, sums);
+        }
+        sums_ok_ = sums;
+        if (m != nullptr) {
+            const std::uint64_t macs = static_cast<std::uint64_t>(xs.n) * out_ * g.cols() * g.rows();
+            m->mac(id(), phase::forward, fp32, fp32, macs);
+            if (opt_.bias) {
+                m->unary(id(), phase::forward, op_kind::add, fp32, static_cast<std::uint64_t>(xs.n) * out_ * g.cols());
+            }
+            m->bytes(id(), phase::forward, 4 * (xs.size() + w_.size() + b_.size()), 4 * y_.size());
+        }
+        return y_;
+    }
+
+    /// The shape of the forward's input: x's, or that of its rows (forward_rows).
+    [[nodiscard]] shape4 input_shape(const tensor4& x) const noexcept {
+        shape4 xs = shape_of(x);
+        if (use_rows_) {
+            xs.n = rows_.size();
+        }
+        return xs;
+    }
+    /// Sample s of the forward's input.
+    [[nodiscard]] const float* sample(const tensor4& x, std::size_t s, std::size_t per) const noexcept {
+        return x.data() + (use_rows_ ? rows_[s] : s) * per;
+    }
+
     struct timing {
         double wgrad = 0.0, dx = 0.0; // measured on the first thread
     };
@@ -255,10 +305,16 @@ private:
         /// Copies `count` consecutive images (c x h x w each) onto the canvas of
         /// each channel ([c][height][width], zero elsewhere), then `slack` zeros.
         void fill(const float* x, std::size_t c, float* out, std::size_t slack) const noexcept {
+            fill_samples([&](std::size_t s) { return x + s * c * h * w; }, c, out, slack);
+        }
+        /// fill with image s read at sample(s).
+        template <class Sample>
+        void fill_samples(Sample sample, std::size_t c, float* out, std::size_t slack) const noexcept {
             std::memset(out, 0, (c * plane() + slack) * sizeof(float));
             for (std::size_t s = 0; s < count; ++s) {
+                const float* xs = sample(s);
                 for (std::size_t ci = 0; ci < c; ++ci) {
-                    const float* src = x + (s * c + ci) * h * w;
+                    const float* src = xs + ci * h * w;
                     float* dst = out + ci * plane() + origin(s);
                     for (std::size_t y = 0; y < h; ++y) {
                         std::memcpy(dst + y * width, src + y * w, w * sizeof(float));
@@ -296,7 +352,7 @@ private:
     // input in place.
 
     void forward_implicit(const tensor4& x, const conv_geometry& g, bool sums) {
-        const std::size_t n = x.shape()[0], k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
+        const std::size_t n = input_shape(x).n, k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
         const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
         const float* bias = opt_.bias ? b_.data() : nullptr;
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int) {
@@ -310,7 +366,8 @@ private:
                 const std::size_t cols = cv.grid(ho);
                 xc.resize(in_ * cv.plane() + k * cv.width);
                 grid.resize(out_ * cols);
-                cv.fill(x.data() + n0 * in_ * g.h * g.w, in_, xc.data(), k * cv.width);
+                cv.fill_samples([&](std::size_t i) { return sample(x, n0 + i, in_ * g.h * g.w); }, in_, xc.data(),
+                                k * cv.width);
                 tap_offsets(in_, k, cv.plane(), cv.width, offsets);
                 for (std::size_t j = 0; j < kk; ++j) {
                     rows[j] = xc.data() + offsets[j];
@@ -337,7 +394,7 @@ private:
     }
 
     void backward_implicit(const tensor4& x, const tensor4& dy, const conv_geometry& g, bool need_dx, timing& t) {
-        const std::size_t n = x.shape()[0], k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
+        const std::size_t n = input_shape(x).n, k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
         const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
         // input gradient: a valid correlation of dy, padded by k - 1 - p, with the rotated kernel
         const std::size_t pd = k - 1 - p, kq = out_ * k * k;
@@ -382,7 +439,8 @@ private:
                     }
                 }
                 xc.resize(in_ * cv.plane() + k * cv.width + cpad);
-                cv.fill(x.data() + n0 * in_ * g.h * g.w, in_, xc.data(), k * cv.width + cpad);
+                cv.fill_samples([&](std::size_t i) { return sample(x, n0 + i, in_ * g.h * g.w); }, in_, xc.data(),
+                                k * cv.width + cpad);
                 tap_offsets(in_, k, cv.plane(), cv.width, offsets);
                 for (std::size_t j = 0; j < kk; ++j) {
                     rows[j] = xc.data() + offsets[j];
@@ -574,6 +632,9 @@ private:
     bool keep_sums_ = false, sums_ok_ = false;
     std::vector<std::pair<float, float>> out_sums_; // per (sample, output channel) plane
     const tensor4* x_ = nullptr;
+    std::vector<std::size_t> rows_; // forward_rows: the samples of *x_ the last forward ran on
+    bool use_rows_ = false;         // ... read in place (else x_ is the input itself, or xg_)
+    tensor4 xg_;                    // forward_rows of a strided convolution: the gathered samples
     std::vector<float> wt_, wrot_, partial_;
 };
 

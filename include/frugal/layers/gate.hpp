@@ -40,6 +40,7 @@
 
 #include "frugal/layers/layer.hpp"
 #include "frugal/numeric/simd.hpp"
+#include "frugal/tensor/kernels/elementwise.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 namespace frugal {
@@ -82,11 +83,18 @@ public:
             uniform_fill(b_, 1.0f / std::sqrt(k), g);
         }
 
-        /// Features [n x 10] of a batch h [n x C x H x W].
-        const std::vector<float>& forward(context& ctx, const tensor4& h) {
+        /// Features [n x 10] of a batch h [n x C x H x W]. `plane_sums`: when the caller has the
+        /// sums of h's planes (index n * C + c, each kernels::lane_sum of the plane, as the pass
+        /// that wrote h can give them), the pool uses them instead of reading h again.
+        const std::vector<float>& forward(context& ctx, const tensor4& h,
+                                          const std::vector<float>* plane_sums = nullptr) {
             const shape4 s = shape_of(h);
             if (s.c != c_) {
                 throw shape_error(detail::concat(name_, ": gate unit for ", c_, " channels got an input of shape ",
+                                                 to_string(s)));
+            }
+            if (plane_sums != nullptr && plane_sums->size() != s.n * c_) {
+                throw shape_error(detail::concat(name_, ": ", plane_sums->size(), " plane sums for an input of shape ",
                                                  to_string(s)));
             }
             shape_ = s;
@@ -97,7 +105,8 @@ public:
             const float inv = hw ? 1.0f / static_cast<float>(hw) : 0.0f;
             parallel_for(s.n, [&](std::size_t n) {
                 for (std::size_t c = 0; c < c_; ++c) {
-                    pooled_[n * c_ + c] = plane_sum(h.data() + (n * c_ + c) * hw, hw) * inv;
+                    const std::size_t i = n * c_ + c;
+                    pooled_[i] = (plane_sums != nullptr ? (*plane_sums)[i] : kernels::lane_sum(h.data() + i * hw, hw)) * inv;
                 }
                 const float* in = pooled_.data() + n * c_;
                 if constexpr (Mid > 0) {
@@ -129,6 +138,22 @@ public:
         /// parameter gradients and, when dh is not null, adds dL/dh to *dh
         /// (same shape as the last forward's input).
         void backward(context& ctx, const float* d, tensor4* dh) {
+            const std::vector<float>& v = backward_planes(ctx, d, dh != nullptr);
+            if (dh != nullptr) {
+                const std::size_t hw = shape_.h * shape_.w;
+                parallel_for(shape_.n, [&](std::size_t n) {
+                    for (std::size_t c = 0; c < c_; ++c) {
+                        float* p = dh->data() + (n * c_ + c) * hw;
+                        kernels::add_scalar(p, nullptr, v[n * c_ + c], p, hw);
+                    }
+                });
+            }
+        }
+
+        /// backward without touching dL/dh: returns what it adds to every pixel of plane
+        /// n * C + c of dL/dh (the pool's gradient over the plane's pixels), for a caller that
+        /// adds it in a pass of its own. `input_grad`: that caller will add it (counted here).
+        const std::vector<float>& backward_planes(context& ctx, const float* d, bool input_grad = true) {
             for (auto* g : {&dw_, &db_, &dw1_, &db1_}) {
                 std::fill(g->begin(), g->end(), 0.0f);
             }
@@ -160,25 +185,18 @@ public:
                     }
                 }
             }
-            if (dh != nullptr) {
-                parallel_for(shape_.n, [&](std::size_t n) {
-                    for (std::size_t c = 0; c < c_; ++c) {
-                        const float v = dpooled_[n * c_ + c] * inv;
-                        float* p = dh->data() + (n * c_ + c) * hw;
-                        for (std::size_t i = 0; i < hw; ++i) {
-                            p[i] += v;
-                        }
-                    }
-                });
+            for (float& v : dpooled_) {
+                v *= inv;
             }
             if (cost_meter* m = slot_.bind(ctx.meter)) {
                 m->mac(slot_.id(), phase::weight_gradient, fp32, fp32,
                        shape_.n * (features * (iw + 1) + Mid * (c_ + 1)));
-                if (dh != nullptr) {
+                if (input_grad) {
                     m->mac(slot_.id(), phase::backward_input, fp32, fp32, shape_.n * (features * iw + Mid * c_));
                     m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, shape_.size());
                 }
             }
+            return dpooled_;
         }
 
         void collect_parameters(std::vector<parameter>& ps) {
@@ -222,21 +240,6 @@ public:
         }
 
     private:
-        /// Sum of n floats in SIMD lanes (the order differs from a serial sum).
-        static float plane_sum(const float* p, std::size_t n) noexcept {
-            using simd::fbatch;
-            fbatch a0(0.0f), a1(0.0f);
-            std::size_t i = 0;
-            for (; i + 2 * simd::width <= n; i += 2 * simd::width) {
-                a0 += fbatch::load_unaligned(p + i);
-                a1 += fbatch::load_unaligned(p + i + simd::width);
-            }
-            float acc = xsimd::hadd(a0 + a1);
-            for (; i < n; ++i) {
-                acc += p[i];
-            }
-            return acc;
-        }
 
         std::size_t c_;
         std::vector<float> w_, b_, dw_, db_, w1_, b1_, dw1_, db1_;

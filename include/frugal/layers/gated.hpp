@@ -8,9 +8,11 @@
 /// - `gated_block<Block>`: one residual block with per-sample decisions m
 ///   (1 = run, 0 = skip): `y = m * Block(x) + (1 - m) * shortcut(x)`. The
 ///   shortcut always runs on the whole batch; the residual branch runs on the
-///   sub-batch of executed samples only (gathered, run, scattered back), in
-///   forward and backward, so a block that runs for 40% of a batch costs
-///   about 40% of its time, and the cost meter records only what ran. Its
+///   sub-batch of executed samples only, in forward and backward (its first
+///   convolution reads them in place where it can, `forward_body_deferred_rows`,
+///   else they are gathered; results are scattered back), so a block that runs
+///   for 40% of a batch costs about 40% of its time, and the cost meter records
+///   only what ran. Its
 ///   backward also gives dL/dm per sample, `<dL/dy, Block(x) - shortcut(x)>`,
 ///   what the straight-through estimator passes to the gate.
 /// - `gated<Block, Gate>`: the model-level owner of the gates: a run-time
@@ -180,9 +182,15 @@ public:
     [[nodiscard]] slu_mode mode() const noexcept { return mode_; }
     /// Samples that ran the block in the last forward.
     [[nodiscard]] std::size_t executed() const noexcept { return executed_; }
-    /// The input gradient of the last backward, writable: gated<> adds its
-    /// gate unit's gradient in place (the block does not read it again).
+    /// The input gradient of the last backward, writable: a caller may add to it in place (the
+    /// block does not read it again); gated<> instead hands its gate unit's gradient to
+    /// backward(ctx, dy, plane_grad), which adds it in the same pass.
     [[nodiscard]] tensor4& input_grad_buffer() noexcept { return dx_; }
+    /// Whether forward also computes the kernels::lane_sum of every plane of its output while the
+    /// plane is in cache (what the next block's gate unit pools; gated<> turns it on).
+    void keep_plane_sums(bool on) noexcept { keep_sums_ = on; }
+    /// The plane sums of the last forward's output (index n * C + c) when keep_plane_sums is on.
+    [[nodiscard]] const std::vector<float>* plane_sums() const noexcept { return sums_ok_ ? &sums_ : nullptr; }
     /// dL/dm per sample from the last backward (0 for samples not computed).
     [[nodiscard]] const std::vector<float>& decision_grad() const noexcept { return dm_; }
 
@@ -213,8 +221,10 @@ public:
         if (!decisions_.empty() && decisions_.size() != xs.n) {
             throw shape_error(detail::concat(name_, ": ", decisions_.size(), " gate decisions for a batch of ", xs.n));
         }
+        sums_ok_ = false; // until this forward succeeds
         const tensor4& s = block_.forward_shortcut(ctx, x);
         s_ = &s;
+        ident_ = &s == &x; // an identity shortcut: its backward returns its input
         const shape4 ys = shape_of(s);
         const std::size_t per_in = xs.per_sample(), per = ys.per_sample();
         pos_.assign(xs.n, npos);
@@ -232,15 +242,22 @@ public:
         ensure_shape(y_, ys);
         const tensor4* b = nullptr;
         if (k > 0) {
-            const tensor4* in = &x;
-            if (k < xs.n) {
-                ensure_shape(xsub_, {k, xs.c, xs.h, xs.w});
-                parallel_for(k, [&](std::size_t j) {
-                    std::memcpy(xsub_.data() + j * per_in, x.data() + idx_[j] * per_in, per_in * sizeof(float));
-                });
-                in = &xsub_;
+            if constexpr (body_takes_rows) {
+                if (k < xs.n) { // the branch reads its samples in place
+                    b = &block_.forward_body_deferred_rows(ctx, x, idx_);
+                }
             }
-            b = &body_forward(ctx, *in);
+            if (b == nullptr) {
+                const tensor4* in = &x;
+                if (k < xs.n) {
+                    ensure_shape(xsub_, {k, xs.c, xs.h, xs.w});
+                    parallel_for(k, [&](std::size_t j) {
+                        std::memcpy(xsub_.data() + j * per_in, x.data() + idx_[j] * per_in, per_in * sizeof(float));
+                    });
+                    in = &xsub_;
+                }
+                b = &body_forward(ctx, *in);
+            }
             if (executed_ < k) { // simulate mode: the outputs of computed-but-skipped samples, for dL/dm
                 ensure_shape(f_, shape_of(*b));
             }
@@ -248,11 +265,20 @@ public:
         // y = relu(body + shortcut) for the samples that run, the shortcut for the others; a block
         // that defers its last batch norm (deferred_body) has its map applied here, in the same pass
         const std::size_t planes = ys.c, hw = ys.h * ys.w;
+        if (keep_sums_) {
+            sums_.resize(xs.n * planes);
+        }
         parallel_for(xs.n, [&](std::size_t n) {
             const float* sp = s.data() + n * per;
             float* yp = y_.data() + n * per;
+            float* sums = keep_sums_ ? sums_.data() + n * planes : nullptr;
             if (pos_[n] == npos) {
                 std::memcpy(yp, sp, per * sizeof(float));
+                if (sums != nullptr) {
+                    for (std::size_t c = 0; c < planes; ++c) {
+                        sums[c] = kernels::lane_sum(yp + c * hw, hw);
+                    }
+                }
                 return;
             }
             const float* bp = b->data() + pos_[n] * per;
@@ -269,7 +295,13 @@ public:
             if (!runs(n)) {
                 std::memcpy(yp, sp, per * sizeof(float));
             }
+            if (sums != nullptr) { // each plane is still in cache
+                for (std::size_t c = 0; c < planes; ++c) {
+                    sums[c] = kernels::lane_sum(yp + c * hw, hw);
+                }
+            }
         });
+        sums_ok_ = keep_sums_;
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::forward, op_kind::add, fp32, executed_ * per);
             m->unary(slot_.id(), phase::forward, op_kind::compare, fp32, executed_ * per);
@@ -277,43 +309,65 @@ public:
         return y_;
     }
 
+    /// The backward. The residual branch gets the gated gradient of its samples only (its rows
+    /// written once, in sub-batch order); with an identity shortcut the shortcut's gradient is
+    /// read where it already is (dy for samples that skipped, the branch's rows for the others),
+    /// so no full-batch copy of the gradient is made (docs/e2train.md, "SLU's realized share").
     const tensor4& backward(context& ctx, const tensor4& dy) {
+        return backward(ctx, dy, [](const std::vector<float>&) -> const float* { return nullptr; });
+    }
+
+    /// backward, with `plane_grad(decision_grad)` called as soon as dL/dm is known (before the
+    /// branch's backward): it may return per-plane values (index n * C + c of the input) that the
+    /// input gradient's last pass adds to every pixel of their plane (the gate unit's pooled
+    /// gradient, which gated<> adds so), or nullptr.
+    template <class PlaneGrad>
+    const tensor4& backward(context& ctx, const tensor4& dy, PlaneGrad&& plane_grad) {
         expect_shape(shape_of(dy), shape_of(y_), (name_ + ".backward").c_str());
         const shape4 ys = shape_of(dy);
         const std::size_t per = ys.per_sample(), k = idx_.size();
         dm_.assign(ys.n, 0.0f);
-        ensure_shape(ds_, ys);
-        // with every sample running, the body's output gradient is the shortcut's (ds_)
+        const bool ident = ident_;
+        // with every sample running and a projection, the branch's gradient is the shortcut's (ds_)
         const bool whole = k == ys.n && executed_ == k;
-        if (k > 0 && !whole) {
+        const bool shared = whole && !ident;
+        if (!ident) {
+            ensure_shape(ds_, ys);
+        }
+        if (k > 0 && !shared) {
             ensure_shape(dsub_, {k, ys.c, ys.h, ys.w});
         }
         const float* s = s_->data();
         parallel_for(ys.n, [&](std::size_t n) {
             const float* d = dy.data() + n * per;
-            float* dsn = ds_.data() + n * per;
+            float* dsn = ident ? nullptr : ds_.data() + n * per;
             if (pos_[n] == npos) {
-                std::memcpy(dsn, d, per * sizeof(float));
+                if (dsn != nullptr) {
+                    std::memcpy(dsn, d, per * sizeof(float));
+                }
                 return;
             }
             const std::size_t j = pos_[n];
             const bool run = runs(n);
             const float* f = run ? y_.data() + n * per : f_.data() + j * per;
             dm_[n] = dot_diff(d, f, s + n * per, per);
-            float* db = whole ? nullptr : dsub_.data() + j * per;
+            float* db = shared ? dsn : dsub_.data() + j * per;
             if (run) {
-                kernels::relu_gate(f, d, dsn, per);
-                if (db != nullptr) {
-                    std::memcpy(db, dsn, per * sizeof(float));
+                kernels::relu_gate(f, d, db, per);
+                if (dsn != nullptr && !shared) {
+                    std::memcpy(dsn, db, per * sizeof(float));
                 }
-            } else {
+            } else { // simulate mode: computed, skipped: no gradient through the branch
                 std::fill(db, db + per, 0.0f);
-                std::memcpy(dsn, d, per * sizeof(float));
+                if (dsn != nullptr) {
+                    std::memcpy(dsn, d, per * sizeof(float));
+                }
             }
         });
         if (cost_meter* m = slot_.bind(ctx.meter)) {
             m->unary(slot_.id(), phase::backward_input, op_kind::compare, fp32, executed_ * per);
         }
+        const float* extra = plane_grad(dm_);
         if (k == 0) {
             // the body did not run: its gradients are zero (the shortcut's are rewritten below)
             std::vector<parameter> ps;
@@ -322,22 +376,34 @@ public:
                 std::fill(p.grad.begin(), p.grad.end(), 0.0f);
             }
         }
-        const tensor4& dxs = block_.backward_shortcut(ctx, ds_);
-        const tensor4* dxb = k > 0 ? &body_backward(ctx, whole ? ds_ : dsub_) : nullptr;
+        const tensor4* dxs = ident ? nullptr : &block_.backward_shortcut(ctx, ds_);
+        const tensor4& dbody = shared ? ds_ : dsub_;
+        const tensor4* dxb = k > 0 ? &body_backward(ctx, dbody) : nullptr;
         if (!input_grad_) {
             return empty_;
         }
-        const shape4 xs = shape_of(dxs);
-        const std::size_t per_in = xs.per_sample();
+        const shape4 xs = ident ? ys : shape_of(*dxs);
+        const std::size_t per_in = xs.per_sample(), hw_in = xs.h * xs.w;
         ensure_shape(dx_, xs);
-        const bool computed_all = k == xs.n;
         parallel_for(xs.n, [&](std::size_t n) {
             float* dst = dx_.data() + n * per_in;
-            const float* a = dxs.data() + n * per_in;
-            if (dxb == nullptr || pos_[n] == npos) {
+            const std::size_t j = pos_[n];
+            // the shortcut's gradient of sample n: with an identity shortcut dy (skipped) or the
+            // branch's row (ran: the same gated gradient)
+            const float* a = !ident                     ? dxs->data() + n * per_in
+                             : j == npos || !runs(n) ? dy.data() + n * per_in
+                                                     : dbody.data() + j * per_in;
+            const float* bsum = dxb == nullptr || j == npos ? nullptr : dxb->data() + j * per_in;
+            if (extra != nullptr) {
+                for (std::size_t c = 0; c < xs.c; ++c) {
+                    const std::size_t o = c * hw_in;
+                    kernels::add_scalar(a + o, bsum == nullptr ? nullptr : bsum + o, extra[n * xs.c + c], dst + o,
+                                        hw_in);
+                }
+            } else if (bsum == nullptr) {
                 std::memcpy(dst, a, per_in * sizeof(float));
             } else {
-                kernels::add(a, dxb->data() + (computed_all ? n : pos_[n]) * per_in, dst, per_in);
+                kernels::add(a, bsum, dst, per_in);
             }
         });
         if (dxb != nullptr) {
@@ -352,6 +418,7 @@ private:
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
     [[nodiscard]] bool runs(std::size_t n) const noexcept { return decisions_.empty() || decisions_[n] != 0; }
+
 
     /// sum d * (f - s), in float lanes (two accumulators) summed in double.
     static float dot_diff(const float* d, const float* f, const float* s, std::size_t n) noexcept {
@@ -384,6 +451,14 @@ private:
         b.bn2().affine_scale();
         b.bn2().affine_shift();
     };
+
+    /// Whether the branch can run on the executed samples where they are (no gathered copy):
+    /// basic_block::forward_body_deferred_rows. Used in execute mode, where k < n means the
+    /// samples that run are exactly the ones computed (simulate mode computes every sample).
+    static constexpr bool body_takes_rows =
+        deferred_body && requires(Block& b, context& ctx, const tensor4& t, std::span<const std::size_t> r) {
+            { b.forward_body_deferred_rows(ctx, t, r) } -> std::same_as<const tensor4&>;
+        };
 
     /// The residual branch (deferred_body: up to its last batch norm's map); in simulate mode its
     /// meter counts are scaled to the executed share.
@@ -431,7 +506,8 @@ private:
     std::size_t executed_ = 0;
     const tensor4* s_ = nullptr;
     tensor4 xsub_, f_, y_, ds_, dsub_, dx_, empty_;
-    std::vector<float> dm_;
+    std::vector<float> dm_, sums_;
+    bool keep_sums_ = false, sums_ok_ = false, ident_ = false;
     cost_meter scratch_;
     meter_slot slot_{"gated_block"};
     std::string name_;
@@ -463,6 +539,9 @@ public:
         for (auto& b : blocks) {
             units_.push_back(gate_.make_unit(b.in_channels()));
             blocks_.emplace_back(std::move(b));
+        }
+        for (std::size_t i = 0; i + 1 < blocks_.size(); ++i) {
+            blocks_[i].keep_plane_sums(true); // what the next block's gate unit pools
         }
         cost_.assign(blocks_.size(), 1.0f);
         eval_seen_.assign(blocks_.size(), 0);
@@ -538,7 +617,7 @@ public:
                 probs_[0].clear();
                 std::fill(m_.begin(), m_.end(), std::uint8_t{1});
             } else {
-                const std::vector<float>& p = gate_.step(ctx, units_[i].forward(ctx, *h));
+                const std::vector<float>& p = gate_.step(ctx, units_[i].forward(ctx, *h, blocks_[i - 1].plane_sums()));
                 probs_[i] = p;
                 for (std::size_t s = 0; s < n; ++s) {
                     bool run = false;
@@ -581,22 +660,23 @@ public:
         gate_.begin_backward();
         const tensor4* g = &dy;
         for (std::size_t i = blocks_.size(); i-- > 0;) {
-            const tensor4& dx = blocks_[i].backward(ctx, *g);
             if (i == 0) {
-                return dx;
+                return blocks_[0].backward(ctx, *g);
             }
-            // straight-through: dL/dp = dL/dm, plus the regularizer's alpha * s * c_i
-            const std::vector<float>& dm = blocks_[i].decision_grad();
-            std::vector<float>& dp = dprobs_[i];
-            dp.resize(dm.size());
-            const float r = opt_.effective_alpha() * sign_ * cost_[i];
-            for (std::size_t s = 0; s < dm.size(); ++s) {
-                dp[s] = dm[s] + r;
-            }
-            const std::vector<float>& dfeat = gate_.step_backward(ctx, dp.data());
-            tensor4& dh = blocks_[i].input_grad_buffer(); // == dx: blocks i > 0 always give an input gradient
-            units_[i].backward(ctx, dfeat.data(), &dh);
-            g = &dh;
+            // as soon as block i has dL/dm: the straight-through dL/dp = dL/dm, plus the
+            // regularizer's alpha * s * c_i, through the gate's step and unit; the unit's gradient
+            // of the pooled input is added in the block's last pass over its input gradient
+            // (blocks i > 0 always give one)
+            g = &blocks_[i].backward(ctx, *g, [&](const std::vector<float>& dm) -> const float* {
+                std::vector<float>& dp = dprobs_[i];
+                dp.resize(dm.size());
+                const float r = opt_.effective_alpha() * sign_ * cost_[i];
+                for (std::size_t s = 0; s < dm.size(); ++s) {
+                    dp[s] = dm[s] + r;
+                }
+                const std::vector<float>& dfeat = gate_.step_backward(ctx, dp.data());
+                return units_[i].backward_planes(ctx, dfeat.data()).data();
+            });
         }
         return *g; // not reached
     }

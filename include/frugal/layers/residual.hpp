@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -173,6 +174,24 @@ public:
     const tensor4& forward_body_deferred(context& ctx, const tensor4& x,
                                          const std::vector<value_range>* x_ranges = nullptr) {
         const tensor4& c2 = forward_to_conv2(ctx, x, x_ranges);
+        bn2_.forward_deferred(ctx, c2, sums_of(conv2_));
+        return c2;
+    }
+
+    /// Whether the convolutions can run on chosen samples of a batch in place (conv2d::forward_rows).
+    static constexpr bool conv_takes_rows = requires(conv_type& c, context& ctx, const tensor4& t,
+                                                     std::span<const std::size_t> r) {
+        { c.forward_rows(ctx, t, r) } -> std::same_as<const tensor4&>;
+    };
+    /// forward_body_deferred of the samples `rows` of x, in that order, without gathering them:
+    /// conv1 reads them in place (conv2d::forward_rows); backward_body then gives their input
+    /// gradient in that order. x must stay alive and unchanged until then. What a gated block
+    /// runs its sub-batch with.
+    const tensor4& forward_body_deferred_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows)
+        requires conv_takes_rows
+    {
+        const tensor4& c1 = conv1_.forward_rows(ctx, x, rows);
+        const tensor4& c2 = conv2_.forward(ctx, bn1_.forward(ctx, c1, sums_of(conv1_)));
         bn2_.forward_deferred(ctx, c2, sums_of(conv2_));
         return c2;
     }

@@ -100,6 +100,46 @@ inline void add(const float* a, const float* b, float* c, std::size_t n) noexcep
     }
 }
 
+/// c = (a + b) + v: a sum with a value added to every element (a plane's share of a pooled
+/// gradient); b == nullptr: c = a + v.
+inline void add_scalar(const float* a, const float* b, float v, float* c, std::size_t n) noexcept {
+    using simd::fbatch;
+    const fbatch vb(v);
+    std::size_t i = 0;
+    if (b != nullptr) {
+        for (; i + simd::width <= n; i += simd::width) {
+            ((fbatch::load_unaligned(a + i) + fbatch::load_unaligned(b + i)) + vb).store_unaligned(c + i);
+        }
+        for (; i < n; ++i) {
+            c[i] = (a[i] + b[i]) + v;
+        }
+        return;
+    }
+    for (; i + simd::width <= n; i += simd::width) {
+        (fbatch::load_unaligned(a + i) + vb).store_unaligned(c + i);
+    }
+    for (; i < n; ++i) {
+        c[i] = a[i] + v;
+    }
+}
+
+/// Sum of n floats in SIMD lanes (two accumulators; the order differs from a serial sum): the
+/// global average pool of the gate units, and what a pass that writes a plane computes for them.
+inline float lane_sum(const float* p, std::size_t n) noexcept {
+    using simd::fbatch;
+    fbatch a0(0.0f), a1(0.0f);
+    std::size_t i = 0;
+    for (; i + 2 * simd::width <= n; i += 2 * simd::width) {
+        a0 += fbatch::load_unaligned(p + i);
+        a1 += fbatch::load_unaligned(p + i + simd::width);
+    }
+    float acc = xsimd::hadd(a0 + a1);
+    for (; i < n; ++i) {
+        acc += p[i];
+    }
+    return acc;
+}
+
 /// dx = y > 0 ? dy : 0 (the ReLU's backward from its output y)
 inline void relu_gate(const float* y, const float* dy, float* dx, std::size_t n) noexcept {
     using simd::fbatch;

@@ -272,6 +272,36 @@ public:
     }
 
 private:
+    /// dW's exact sums of one product, zero points corrected, added to acc ([kk x out], row j =
+    /// im2col row, contiguous in the output channels so the inner loop vectorizes): for each
+    /// (j, o), acc += w (c[j, o] + zs rsx[j] - zx (cs[o] + zs k)), where c is the raw product
+    /// (row stride ldc), rsx the rows' code sums, cs the error columns' code sums, zs the error
+    /// operand's shift (128 - its zero point) and k the inner length.
+    template <class RowSum>
+    static void dw_correct(std::int64_t* acc, const std::int32_t* c, std::size_t ldc, const std::int64_t* cs,
+                           const RowSum* rsx, std::size_t kk, std::size_t out, std::int64_t zs, std::int64_t zx,
+                           std::int64_t k, std::int64_t w) {
+        thread_local std::vector<std::int64_t> base;
+        base.resize(out);
+        for (std::size_t o = 0; o < out; ++o) {
+            base[o] = -zx * (cs[o] + zs * k);
+        }
+        for (std::size_t j = 0; j < kk; ++j) {
+            const std::int64_t rj = zs * static_cast<std::int64_t>(rsx[j]);
+            const std::int32_t* cj = c + j * ldc;
+            std::int64_t* aj = acc + j * out;
+            if (w == 1) {
+                for (std::size_t o = 0; o < out; ++o) {
+                    aj[o] += static_cast<std::int64_t>(cj[o]) + rj + base[o];
+                }
+            } else {
+                for (std::size_t o = 0; o < out; ++o) {
+                    aj[o] += w * (static_cast<std::int64_t>(cj[o]) + rj + base[o]);
+                }
+            }
+        }
+    }
+
     /// forward's integer path; `x` (may be null with x_ranges given) is only read to measure the
     /// ranges and by the meter, the values come from `plane` (forward_planes).
     template <class PlaneSource>
@@ -697,14 +727,8 @@ public:
                     }
                     const std::int64_t k64 = static_cast<std::int64_t>((b1 - b0) * pc4);
                     for (std::size_t l = 0; l < nl; ++l) {
-                        for (std::size_t j = 0; j < kk; ++j) {
-                            const std::int64_t rj = (128 - zl[l]) * rsx[j];
-                            const std::int32_t* cj = c.data() + j * cols + l * out;
-                            const std::int64_t* cs = csum.data() + l * out;
-                            for (std::size_t o = 0; o < out; ++o) {
-                                acc[o * kk + j] += weight[l] * (cj[o] + rj - sg.zx * (cs[o] + (128 - zl[l]) * k64));
-                            }
-                        }
+                        dw_correct(acc, c.data() + l * out, cols, csum.data() + l * out, rsx.data(), kk, out,
+                                   128 - zl[l], sg.zx, k64, weight[l]);
                     }
                 });
             } else {
@@ -745,16 +769,14 @@ public:
                     }
                     kernels::pack_u8_shifted_transposed(ld, cols, gb.data(), ld, packed);
                     kernels::igemm_u8s8(kk, col.data(), ld, packed, c.data(), cols);
+                    thread_local std::vector<std::int64_t> cs;
+                    cs.resize(cols);
+                    for (std::size_t o = 0; o < cols; ++o) {
+                        cs[o] = packed.col_sums[o];
+                    }
                     for (std::size_t l = 0; l < nl; ++l) {
-                        for (std::size_t j = 0; j < kk; ++j) {
-                            const std::int64_t rj = (128 - zl[l]) * rsx[j];
-                            const std::int32_t* cj = c.data() + j * cols + l * out;
-                            for (std::size_t o = 0; o < out; ++o) {
-                                acc[o * kk + j] += weight[l] * (cj[o] + rj -
-                                                                sg.zx * (static_cast<std::int64_t>(packed.col_sums[l * out + o]) +
-                                                                         (128 - zl[l]) * k64));
-                            }
-                        }
+                        dw_correct(acc, c.data() + l * out, cols, cs.data() + l * out, rsx.data(), kk, out,
+                                   128 - zl[l], sg.zx, k64, weight[l]);
                     }
                 });
             }
@@ -770,7 +792,7 @@ public:
         ensure_shape(dw_, shape_of(float_.weight()));
         for (std::size_t o = 0; o < out; ++o) {
             for (std::size_t j = 0; j < kk; ++j) {
-                dw_.data()[o * kk + j] = static_cast<float>(dw_sum_[o * kk + j]);
+                dw_.data()[o * kk + j] = static_cast<float>(dw_sum_[j * out + o]); // the sums are [kk x out]
             }
         }
         tensor1& db = bias_grad_;

@@ -419,7 +419,6 @@ private:
 
     [[nodiscard]] bool runs(std::size_t n) const noexcept { return decisions_.empty() || decisions_[n] != 0; }
 
-
     /// sum d * (f - s), in float lanes (two accumulators) summed in double.
     static float dot_diff(const float* d, const float* f, const float* s, std::size_t n) noexcept {
         using simd::fbatch;

@@ -106,7 +106,8 @@ public:
             parallel_for(s.n, [&](std::size_t n) {
                 for (std::size_t c = 0; c < c_; ++c) {
                     const std::size_t i = n * c_ + c;
-                    pooled_[i] = (plane_sums != nullptr ? (*plane_sums)[i] : kernels::lane_sum(h.data() + i * hw, hw)) * inv;
+                    const float sum = plane_sums != nullptr ? (*plane_sums)[i] : kernels::lane_sum(h.data() + i * hw, hw);
+                    pooled_[i] = sum * inv;
                 }
                 const float* in = pooled_.data() + n * c_;
                 if constexpr (Mid > 0) {

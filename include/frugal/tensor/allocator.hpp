@@ -20,9 +20,10 @@
 /// up to ~41% when a larger cached block is taken, below) and served
 /// from that class's free list when it has a block, else from the smallest
 /// cached block at most a quarter larger than the class (a buffer that is a
-/// few samples larger or smaller every step then finds one: without that a
-/// gated ResNet-38 missed the pool ~28 times a step, each a fresh, zero-filled
-/// block); freed blocks go back to the list of their own class while the cached total stays under the limit (default 2 GiB,
+/// few samples larger or smaller every step then finds one instead of a
+/// fresh, zero-filled block: bench_slu's in-process mode missed 1420 times
+/// before, 1049 after); freed blocks go back to the list of their own class
+/// while the cached total stays under the limit (default 2 GiB,
 /// `tensor_pool::instance().set_limit`), beyond it they are freed. Smaller
 /// requests go straight to the C library. `release()` returns every cached
 /// block. Under AddressSanitizer the limit defaults to 0 (no reuse), so that

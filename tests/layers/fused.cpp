@@ -343,6 +343,82 @@ TEST_CASE("basic_block: the branch run on chosen rows equals the branch run on t
     }
 }
 
+TEST_CASE("quantized_conv: forward_rows and its backward equal the layer run on the gathered samples") {
+    // (kernel, stride, widths): quads (3, 1), the strided integer product (3, 2), 12-bit errors
+    // (two limbs), and float mode
+    struct cfg {
+        std::size_t k, stride;
+        fr::bit_widths w;
+    };
+    for (const cfg& c : {cfg{3, 1, {6, 6, 8}}, cfg{3, 2, {8, 8, 8}}, cfg{3, 1, {6, 4, 12}}, cfg{3, 1, fr::bit_widths::full()}}) {
+        CAPTURE(c.k);
+        CAPTURE(c.stride);
+        CAPTURE(c.w.error);
+        fr::rng g(11);
+        fr::quantized_conv a(4, 5, c.k, {c.stride, c.k / 2, false}, c.w), b(4, 5, c.k, {c.stride, c.k / 2, false}, c.w);
+        a.reset_parameters(g);
+        b.weight() = a.weight();
+        a.keep_output_sums(true);
+        b.keep_output_sums(true);
+        const fr::tensor4 x = random_tensor({9, 4, 8, 9}, g);
+        const std::vector<std::size_t> rows{7, 0, 3, 3, 8, 1};
+        const fr::tensor4 xg = gather(x, rows);
+        fr::context ca, cb;
+        ca.random = fr::rng(3);
+        cb.random = fr::rng(3);
+        const fr::tensor4 ya = a.forward_rows(ca, x, rows);
+        const fr::tensor4 yb = b.forward(cb, xg);
+        CHECK(same_bits(ya, yb));
+        if (a.output_sums() != nullptr || b.output_sums() != nullptr) {
+            REQUIRE(a.output_sums() != nullptr);
+            REQUIRE(b.output_sums() != nullptr);
+            CHECK(*a.output_sums() == *b.output_sums());
+        }
+        const fr::tensor4 dy = random_tensor(fr::shape_of(yb), g);
+        const fr::tensor4 dxa = a.backward(ca, dy);
+        const fr::tensor4 dxb = b.backward(cb, dy);
+        CHECK(fr::shape_of(dxa) == fr::shape_of(xg));
+        CHECK(same_bits(dxa, dxb));
+        CHECK(same_bits(a.weight_grad(), b.weight_grad()));
+        // evaluation with running ranges: the same too
+        fr::context ev;
+        ev.mode = fr::run_mode::eval;
+        CHECK(same_bits(a.forward_rows(ev, x, rows), b.forward(ev, xg)));
+        const std::vector<std::size_t> bad{9};
+        CHECK_THROWS_WITH_AS(a.forward_rows(ca, x, bad), doctest::Contains("row 0 is sample 9 of a batch of 9"),
+                             fr::shape_error);
+    }
+}
+
+TEST_CASE("basic_block<quantized_conv_maker>: the branch run on chosen rows equals the branch on the gathered samples") {
+    fr::basic_block<fr::quantized_conv_maker> a(4, 4, 1), b(4, 4, 1);
+    fr::rng g(12);
+    a.reset_parameters(g);
+    std::vector<fr::parameter> pa, pb;
+    a.collect_parameters(pa);
+    b.collect_parameters(pb);
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        std::copy(pa[i].value.begin(), pa[i].value.end(), pb[i].value.begin());
+    }
+    const fr::tensor4 x = random_tensor({10, 4, 7, 7}, g);
+    const std::vector<std::size_t> rows{9, 2, 5, 0, 6};
+    const fr::tensor4 xg = gather(x, rows);
+    fr::context ca, cb;
+    ca.random = fr::rng(4);
+    cb.random = fr::rng(4);
+    const fr::tensor4 c1 = a.forward_body_deferred_rows(ca, x, rows);
+    const fr::tensor4 c2 = b.forward_body_deferred(cb, xg);
+    CHECK(same_bits(c1, c2));
+    CHECK(a.bn2().affine_scale() == b.bn2().affine_scale());
+    const fr::tensor4 d = random_tensor(fr::shape_of(c2), g);
+    CHECK(same_bits(a.backward_body(ca, d), b.backward_body(cb, d)));
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        CAPTURE(pa[i].name);
+        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
+    }
+}
+
 TEST_CASE("quantized_conv: a forward fed plane by plane equals the forward of the tensor") {
     fr::rng g(6);
     fr::quantized_conv a(4, 5, 3, {1, 1, false}, {6, 6, 8}), b(4, 5, 3, {1, 1, false}, {6, 6, 8});

@@ -68,6 +68,7 @@
 #include <cstring>
 #include <limits>
 #include <utility>
+#include <span>
 #include <vector>
 
 #include "frugal/layers/conv2d.hpp"
@@ -241,6 +242,41 @@ public:
             const std::size_t hw = x.shape()[2] * x.shape()[3];
             return x.data() + i * hw;
         });
+    }
+
+    /// The forward of the samples `rows` of x, in that order: what forward(gathered) gives for a
+    /// tensor `gathered` holding those samples (their ranges measured here), without that copy:
+    /// the codes are made from each sample where it is. The following backward takes the output
+    /// gradient of those samples and gives their input gradient (the codes are kept, x is not
+    /// read again). What a gated block runs its sub-batch with.
+    const tensor4& forward_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows) {
+        const shape4 full = shape_of(x);
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            if (rows[i] >= full.n) {
+                throw shape_error(detail::concat(name(), ".forward_rows: row ", i, " is sample ", rows[i],
+                                                 " of a batch of ", full.n));
+            }
+        }
+        const shape4 xs{rows.size(), full.c, full.h, full.w};
+        if (groups_.empty() && prec_.is_full()) { // the float path: on a gathered copy
+            ensure_shape(xg_, xs);
+            const std::size_t per = full.per_sample();
+            parallel_for(rows.size(), [&](std::size_t j) {
+                std::memcpy(xg_.data() + j * per, x.data() + rows[j] * per, per * sizeof(float));
+            });
+            return forward(ctx, xg_);
+        }
+        float_mode_ = false;
+        input_ranges_ok_ = false;
+        sums_ok_ = out_ranges_ok_ = false;
+        const std::size_t hw = full.h * full.w, c = full.c;
+        const auto at = [&](std::size_t i) { return x.data() + (rows[i / c] * c + i % c) * hw; };
+        const bool measure = ctx.training() || !has_running_;
+        if (measure) {
+            plane_ranges_of(at, xs.n * c, hw, row_ranges_, "frugal::quantized_conv");
+        }
+        return forward_integer(ctx, xs, nullptr, measure ? &row_ranges_ : nullptr,
+                               [&](std::size_t i, float*) { return at(i); });
     }
 
     /// A training forward whose input is not a tensor but computed plane by plane: `plane(i, buf)`
@@ -976,12 +1012,18 @@ private:
     /// throws frugal::numeric_error (after the parallel region) naming `where`.
     static void plane_ranges(const float* x, std::size_t planes, std::size_t size, std::vector<value_range>& out,
                              const char* where) {
+        plane_ranges_of([&](std::size_t i) { return x + i * size; }, planes, size, out, where);
+    }
+    /// plane_ranges of the planes at(i), i < planes.
+    template <class At>
+    static void plane_ranges_of(At&& at, std::size_t planes, std::size_t size, std::vector<value_range>& out,
+                                const char* where) {
         out.resize(planes);
         std::vector<char> bad(static_cast<std::size_t>(num_threads()), 0);
         parallel_chunks(planes, [&](std::size_t lo, std::size_t hi, int thread) {
             try {
                 for (std::size_t i = lo; i < hi; ++i) {
-                    out[i] = detail::min_max(x + i * size, size, where);
+                    out[i] = detail::min_max(at(i), size, where);
                 }
             } catch (const numeric_error&) {
                 bad[static_cast<std::size_t>(thread)] = 1;
@@ -1339,6 +1381,8 @@ private:
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;
     std::vector<std::int64_t> dw_acc_;
+    std::vector<value_range> row_ranges_; // forward_rows: the chosen samples' plane ranges
+    tensor4 xg_;                          // forward_rows in float mode: the gathered samples
     std::vector<double> dw_sum_;
     tensor4 y_, dx_, dw_, empty_;
     tensor1 bias_grad_;

@@ -178,7 +178,8 @@ public:
         return c2;
     }
 
-    /// Whether the convolutions can run on chosen samples of a batch in place (conv2d::forward_rows).
+    /// Whether the convolutions can run on chosen samples of a batch in place (conv2d::forward_rows,
+    /// quantized_conv::forward_rows).
     static constexpr bool conv_takes_rows = requires(conv_type& c, context& ctx, const tensor4& t,
                                                      std::span<const std::size_t> r) {
         { c.forward_rows(ctx, t, r) } -> std::same_as<const tensor4&>;
@@ -190,8 +191,7 @@ public:
     const tensor4& forward_body_deferred_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows)
         requires conv_takes_rows
     {
-        const tensor4& c1 = conv1_.forward_rows(ctx, x, rows);
-        const tensor4& c2 = conv2_.forward(ctx, bn1_.forward(ctx, c1, sums_of(conv1_)));
+        const tensor4& c2 = forward_to_conv2(ctx, x, nullptr, &rows);
         bn2_.forward_deferred(ctx, c2, sums_of(conv2_));
         return c2;
     }
@@ -520,10 +520,27 @@ private:
             return proj_->first.backward(ctx, dp);
         }
     }
-    /// conv2(relu(bn1(conv1(x)))): the body up to bn2.
-    const tensor4& forward_to_conv2(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges) {
+    /// conv1 of x, or of its samples `rows` (conv_takes_rows).
+    const tensor4& first_conv(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges,
+                              const std::span<const std::size_t>* rows) {
+        if constexpr (conv_takes_rows) {
+            if (rows != nullptr) {
+                return conv1_.forward_rows(ctx, x, *rows);
+            }
+        }
+        (void)rows;
+        if constexpr (conv_takes_ranges) {
+            return conv1_.forward(ctx, x, x_ranges);
+        } else {
+            (void)x_ranges;
+            return conv1_.forward(ctx, x);
+        }
+    }
+    /// conv2(relu(bn1(conv1(x)))): the body up to bn2 (of the samples `rows` of x when given).
+    const tensor4& forward_to_conv2(context& ctx, const tensor4& x, const std::vector<value_range>* x_ranges,
+                                    const std::span<const std::size_t>* rows = nullptr) {
         if constexpr (conv_takes_ranges) { // each conv's sums are read after its forward ran
-            const tensor4& c1 = conv1_.forward(ctx, x, x_ranges);
+            const tensor4& c1 = first_conv(ctx, x, x_ranges, rows);
             if (ctx.training() && conv2_.integer_forward() && conv1_.output_ranges() != nullptr) {
                 // bn1's output is never written: conv2 quantizes each plane as bn1 computes it,
                 // with the planes' ranges derived from conv1's output ranges
@@ -540,8 +557,7 @@ private:
             const tensor4& a = bn1_.forward(ctx, c1, conv1_.output_sums());
             return conv2_.forward(ctx, a, bn1_.output_ranges());
         } else {
-            (void)x_ranges;
-            const tensor4& c1 = conv1_.forward(ctx, x);
+            const tensor4& c1 = first_conv(ctx, x, x_ranges, rows);
             return conv2_.forward(ctx, bn1_.forward(ctx, c1, sums_of(conv1_)));
         }
     }

@@ -317,32 +317,6 @@ TEST_CASE("conv2d: forward_rows and its backward equal the layer run on the gath
     }
 }
 
-TEST_CASE("basic_block: the branch run on chosen rows equals the branch run on the gathered samples") {
-    fr::basic_block<> a(3, 3, 1), b(3, 3, 1);
-    fr::rng g(7);
-    a.reset_parameters(g);
-    std::vector<fr::parameter> pa, pb;
-    a.collect_parameters(pa);
-    b.collect_parameters(pb);
-    REQUIRE(pa.size() == pb.size());
-    for (std::size_t i = 0; i < pa.size(); ++i) {
-        std::copy(pa[i].value.begin(), pa[i].value.end(), pb[i].value.begin());
-    }
-    const fr::tensor4 x = random_tensor({9, 3, 6, 7}, g);
-    const std::vector<std::size_t> rows{8, 1, 4, 3};
-    const fr::tensor4 xg = gather(x, rows);
-    fr::context ctx;
-    const fr::tensor4 ca = a.forward_body_deferred_rows(ctx, x, rows);
-    const fr::tensor4 cb = b.forward_body_deferred(ctx, xg);
-    CHECK(same_bits(ca, cb));
-    const fr::tensor4 d = random_tensor(fr::shape_of(cb), g);
-    CHECK(same_bits(a.backward_body(ctx, d), b.backward_body(ctx, d)));
-    for (std::size_t i = 0; i < pa.size(); ++i) {
-        CAPTURE(pa[i].name);
-        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
-    }
-}
-
 TEST_CASE("quantized_conv: forward_rows and its backward equal the layer run on the gathered samples") {
     // (kernel, stride, widths): quads (3, 1), the strided integer product (3, 2), 12-bit errors
     // (two limbs), and float mode
@@ -390,8 +364,9 @@ TEST_CASE("quantized_conv: forward_rows and its backward equal the layer run on 
     }
 }
 
-TEST_CASE("basic_block<quantized_conv_maker>: the branch run on chosen rows equals the branch on the gathered samples") {
-    fr::basic_block<fr::quantized_conv_maker> a(4, 4, 1), b(4, 4, 1);
+TEST_CASE_TEMPLATE("basic_block: the branch run on chosen rows equals the branch on the gathered samples", Block,
+                   fr::basic_block<>, fr::basic_block<fr::quantized_conv_maker>) {
+    Block a(4, 4, 1), b(4, 4, 1);
     fr::rng g(12);
     a.reset_parameters(g);
     std::vector<fr::parameter> pa, pb;
@@ -404,7 +379,7 @@ TEST_CASE("basic_block<quantized_conv_maker>: the branch run on chosen rows equa
     const fr::tensor4 x = random_tensor({10, 4, 7, 7}, g);
     const std::vector<std::size_t> rows{9, 2, 5, 0, 6};
     const fr::tensor4 xg = gather(x, rows);
-    fr::context ca, cb;
+    fr::context ca, cb; // the same random stream (the quantized block's stochastic roundings)
     ca.random = fr::rng(4);
     cb.random = fr::rng(4);
     const fr::tensor4 c1 = a.forward_body_deferred_rows(ca, x, rows);

@@ -103,12 +103,7 @@ public:
     const tensor4& forward_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows) {
         x_ = nullptr; // until this forward succeeds
         const shape4 xs = shape_of(x);
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            if (rows[i] >= xs.n) {
-                throw shape_error(detail::concat(name(), ".forward_rows: row ", i, " is sample ", rows[i],
-                                                 " of a batch of ", xs.n));
-            }
-        }
+        check_rows(name(), rows, xs.n);
         const conv_geometry g = geometry({rows.size(), xs.c, xs.h, xs.w});
         rows_.assign(rows.begin(), rows.end());
         if (implicit(g)) {

@@ -118,6 +118,15 @@ private:
     return prefix.empty() ? local : prefix + "." + local;
 }
 
+/// Throws shape_error naming `who` unless every row is a sample of a batch of n (forward_rows).
+inline void check_rows(const std::string& who, std::span<const std::size_t> rows, std::size_t n) {
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (rows[i] >= n) {
+            throw shape_error(detail::concat(who, ".forward_rows: row ", i, " is sample ", rows[i], " of a batch of ", n));
+        }
+    }
+}
+
 /// Resizes t to s when it differs (keeps the buffer otherwise).
 inline void ensure_shape(tensor4& t, const shape4& s) {
     if (shape_of(t) != s) {

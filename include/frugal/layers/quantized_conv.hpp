@@ -251,12 +251,7 @@ public:
     /// read again). What a gated block runs its sub-batch with.
     const tensor4& forward_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows) {
         const shape4 full = shape_of(x);
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            if (rows[i] >= full.n) {
-                throw shape_error(detail::concat(name(), ".forward_rows: row ", i, " is sample ", rows[i],
-                                                 " of a batch of ", full.n));
-            }
-        }
+        check_rows(name(), rows, full.n);
         const shape4 xs{rows.size(), full.c, full.h, full.w};
         if (groups_.empty() && prec_.is_full()) { // the float path: on a gathered copy
             ensure_shape(xg_, xs);

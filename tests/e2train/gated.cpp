@@ -381,14 +381,7 @@ TEST_CASE("a gated stack's fused gate passes equal the unfused composition, valu
     }
     const fr::tensor4 dxb = b[0].backward(cb, *gr);
     CHECK(same(dxa, dxb));
-    std::vector<fr::parameter> pa, pb;
-    a.collect_parameters(pa);
-    b.collect_parameters(pb);
-    REQUIRE(pa.size() == pb.size());
-    for (std::size_t i = 0; i < pa.size(); ++i) {
-        CAPTURE(pa[i].name);
-        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
-    }
+    gradcheck::check_same_gradients(a, b);
 }
 
 TEST_CASE("the meter records only the executed samples of a gated block") {

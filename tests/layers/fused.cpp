@@ -234,14 +234,7 @@ TEST_CASE("basic_block: the fused residual pass and the flag-gated backward equa
             for (std::size_t i = 0; i < dx.size(); ++i) {
                 REQUIRE(dx.data()[i] == db.data()[i] + ds.data()[i]);
             }
-            std::vector<fr::parameter> pb, pc;
-            b.collect_parameters(pb);
-            c.collect_parameters(pc);
-            REQUIRE(pb.size() == pc.size());
-            for (std::size_t k = 0; k < pb.size(); ++k) {
-                CAPTURE(pb[k].name);
-                CHECK(std::equal(pb[k].grad.begin(), pb[k].grad.end(), pc[k].grad.begin()));
-            }
+            gradcheck::check_same_gradients(b, c);
         }
     }
 }
@@ -369,13 +362,7 @@ TEST_CASE_TEMPLATE("basic_block: the branch run on chosen rows equals the branch
     Block a(4, 4, 1), b(4, 4, 1);
     fr::rng g(12);
     a.reset_parameters(g);
-    std::vector<fr::parameter> pa, pb;
-    a.collect_parameters(pa);
-    b.collect_parameters(pb);
-    REQUIRE(pa.size() == pb.size());
-    for (std::size_t i = 0; i < pa.size(); ++i) {
-        std::copy(pa[i].value.begin(), pa[i].value.end(), pb[i].value.begin());
-    }
+    gradcheck::copy_parameters(a, b);
     const fr::tensor4 x = random_tensor({10, 4, 7, 7}, g);
     const std::vector<std::size_t> rows{9, 2, 5, 0, 6};
     const fr::tensor4 xg = gather(x, rows);
@@ -388,10 +375,7 @@ TEST_CASE_TEMPLATE("basic_block: the branch run on chosen rows equals the branch
     CHECK(a.bn2().affine_scale() == b.bn2().affine_scale());
     const fr::tensor4 d = random_tensor(fr::shape_of(c2), g);
     CHECK(same_bits(a.backward_body(ca, d), b.backward_body(cb, d)));
-    for (std::size_t i = 0; i < pa.size(); ++i) {
-        CAPTURE(pa[i].name);
-        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
-    }
+    gradcheck::check_same_gradients(a, b);
 }
 
 TEST_CASE("quantized_conv: a forward fed plane by plane equals the forward of the tensor") {

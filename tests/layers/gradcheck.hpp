@@ -22,6 +22,33 @@
 
 namespace gradcheck {
 
+/// Copies every parameter value of `from` into `to` (two layers of the same structure).
+template <class A, class B>
+void copy_parameters(A& from, B& to) {
+    std::vector<frugal::parameter> pa, pb;
+    from.collect_parameters(pa);
+    to.collect_parameters(pb);
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        REQUIRE(pa[i].value.size() == pb[i].value.size());
+        std::copy(pa[i].value.begin(), pa[i].value.end(), pb[i].value.begin());
+    }
+}
+
+/// Checks that two layers of the same structure hold the same parameter gradients, bit for bit.
+template <class A, class B>
+void check_same_gradients(A& a, B& b) {
+    std::vector<frugal::parameter> pa, pb;
+    a.collect_parameters(pa);
+    b.collect_parameters(pb);
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+        CAPTURE(pa[i].name);
+        REQUIRE(pa[i].grad.size() == pb[i].grad.size());
+        CHECK(std::equal(pa[i].grad.begin(), pa[i].grad.end(), pb[i].grad.begin()));
+    }
+}
+
 inline frugal::tensor4 random_tensor(const frugal::shape4& s, frugal::rng& g, float scale = 1.0f, float away = 0.0f) {
     frugal::tensor4 t = frugal::tensor4::from_shape({s.n, s.c, s.h, s.w});
     for (auto& v : t) {

@@ -111,11 +111,7 @@ public:
             return run_forward(ctx, x);
         }
         use_rows_ = false;
-        ensure_shape(xg_, {rows.size(), xs.c, xs.h, xs.w});
-        const std::size_t per = xs.per_sample();
-        parallel_for(rows.size(), [&](std::size_t j) {
-            std::memcpy(xg_.data() + j * per, x.data() + rows_[j] * per, per * sizeof(float));
-        });
+        gather_rows(x, rows, xg_);
         return run_forward(ctx, xg_);
     }
 

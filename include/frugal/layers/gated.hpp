@@ -226,7 +226,7 @@ public:
         s_ = &s;
         ident_ = &s == &x; // an identity shortcut: its backward returns its input
         const shape4 ys = shape_of(s);
-        const std::size_t per_in = xs.per_sample(), per = ys.per_sample();
+        const std::size_t per = ys.per_sample();
         pos_.assign(xs.n, npos);
         idx_.clear();
         executed_ = 0;
@@ -250,10 +250,7 @@ public:
             if (b == nullptr) {
                 const tensor4* in = &x;
                 if (k < xs.n) {
-                    ensure_shape(xsub_, {k, xs.c, xs.h, xs.w});
-                    parallel_for(k, [&](std::size_t j) {
-                        std::memcpy(xsub_.data() + j * per_in, x.data() + idx_[j] * per_in, per_in * sizeof(float));
-                    });
+                    gather_rows(x, idx_, xsub_);
                     in = &xsub_;
                 }
                 b = &body_forward(ctx, *in);

@@ -24,6 +24,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "frugal/cost/meter.hpp"
 #include "frugal/error.hpp"
 #include "frugal/numeric/random.hpp"
+#include "frugal/tensor/parallel.hpp"
 #include "frugal/tensor/serialize.hpp"
 #include "frugal/tensor/tensor.hpp"
 
@@ -132,6 +134,16 @@ inline void ensure_shape(tensor4& t, const shape4& s) {
     if (shape_of(t) != s) {
         t.resize({s.n, s.c, s.h, s.w});
     }
+}
+
+/// out = the samples `rows` of x, in that order (rows checked by the caller: check_rows).
+inline void gather_rows(const tensor4& x, std::span<const std::size_t> rows, tensor4& out) {
+    const shape4 xs = shape_of(x);
+    ensure_shape(out, {rows.size(), xs.c, xs.h, xs.w});
+    const std::size_t per = xs.per_sample();
+    parallel_for(rows.size(), [&](std::size_t j) {
+        std::memcpy(out.data() + j * per, x.data() + rows[j] * per, per * sizeof(float));
+    });
 }
 
 template <std::size_t N>

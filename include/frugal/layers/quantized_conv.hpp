@@ -254,11 +254,7 @@ public:
         check_rows(name(), rows, full.n);
         const shape4 xs{rows.size(), full.c, full.h, full.w};
         if (groups_.empty() && prec_.is_full()) { // the float path: on a gathered copy
-            ensure_shape(xg_, xs);
-            const std::size_t per = full.per_sample();
-            parallel_for(rows.size(), [&](std::size_t j) {
-                std::memcpy(xg_.data() + j * per, x.data() + rows[j] * per, per * sizeof(float));
-            });
+            gather_rows(x, rows, xg_);
             return forward(ctx, xg_);
         }
         float_mode_ = false;
@@ -308,9 +304,8 @@ private:
     /// (j, o), acc += w (c[j, o] + zs rsx[j] - zx (cs[o] + zs k)), where c is the raw product
     /// (row stride ldc), rsx the rows' code sums, cs the error columns' code sums, zs the error
     /// operand's shift (128 - its zero point) and k the inner length.
-    template <class RowSum>
     static void dw_correct(std::int64_t* acc, const std::int32_t* c, std::size_t ldc, const std::int64_t* cs,
-                           const RowSum* rsx, std::size_t kk, std::size_t out, std::int64_t zs, std::int64_t zx,
+                           const std::int64_t* rsx, std::size_t kk, std::size_t out, std::int64_t zs, std::int64_t zx,
                            std::int64_t k, std::int64_t w) {
         thread_local std::vector<std::int64_t> base;
         base.resize(out);
@@ -318,7 +313,7 @@ private:
             base[o] = -zx * (cs[o] + zs * k);
         }
         for (std::size_t j = 0; j < kk; ++j) {
-            const std::int64_t rj = zs * static_cast<std::int64_t>(rsx[j]);
+            const std::int64_t rj = zs * rsx[j];
             const std::int32_t* cj = c + j * ldc;
             std::int64_t* aj = acc + j * out;
             if (w == 1) {

@@ -14,6 +14,7 @@
 #include <frugal/tensor/allocator.hpp>
 #include <frugal/tensor/tensor.hpp>
 #include <frugal/tensor/im2col.hpp>
+#include <frugal/tensor/kernels/elementwise.hpp>
 #include <frugal/tensor/kernels/gemm.hpp>
 #include <frugal/tensor/kernels/igemm.hpp>
 #include <frugal/tensor/parallel.hpp>
@@ -306,6 +307,34 @@ TEST_CASE("im2col equals the reference and col2im is its adjoint") {
         }
         CHECK(lhs == doctest::Approx(rhs).epsilon(1e-5));
     }
+}
+
+TEST_CASE("add_scalar and lane_sum equal their plain references on odd lengths") {
+    fr::rng g(21);
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{16}, std::size_t{33},
+                                std::size_t{784}}) {
+        CAPTURE(n);
+        std::vector<float> a(n), b(n), c(n), d(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            a[i] = g.uniform() - 0.5f;
+            b[i] = 2.0f * g.uniform() - 1.0f;
+        }
+        const float v = 0.375f;
+        fr::kernels::add_scalar(a.data(), b.data(), v, c.data(), n);
+        fr::kernels::add_scalar(a.data(), nullptr, v, d.data(), n);
+        double sum = 0.0;
+        for (std::size_t i = 0; i < n; ++i) {
+            CHECK(c[i] == (a[i] + b[i]) + v); // each element rounded as the scalar expression is
+            CHECK(d[i] == a[i] + v);
+            sum += a[i];
+        }
+        // float rounding only: far below any one element's size (|a| ~ 0.25), so a lost or doubled
+        // element fails
+        CHECK(std::fabs(static_cast<double>(fr::kernels::lane_sum(a.data(), n)) - sum) <= 2e-6 * static_cast<double>(n + 1));
+    }
+    std::vector<float> p{1.0f, 2.0f, 3.0f}; // in place (c == a), as the gate unit adds into dL/dh
+    fr::kernels::add_scalar(p.data(), nullptr, 0.5f, p.data(), p.size());
+    CHECK(p == std::vector<float>{1.5f, 2.5f, 3.5f});
 }
 
 TEST_CASE("parallel_chunks covers every index once") {

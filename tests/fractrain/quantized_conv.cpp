@@ -175,6 +175,9 @@ TEST_CASE("quantized_conv: forward, dx and dW equal the integer-exact reference 
         {1, 4, 12, 10, 17, 5, 1, 2}, // 5x5, more outputs than a column block
         {2, 3, 10, 8, 4, 3, 2, 1},  // stride 2 with a last input row no output reaches
         {2, 4, 8, 7, 5, 1, 2, 0},   // 1x1 stride 2 (a projection shortcut)
+        {2, 3, 11, 10, 4, 3, 3, 1}, // stride 3: nine phase planes, one tap each
+        {1, 5, 9, 8, 3, 5, 2, 2},   // 5x5 stride 2: up to three taps per phase plane
+        {2, 2, 9, 7, 3, 2, 3, 0},   // stride wider than the kernel: four of nine phases used
         {1, 2, 5, 6, 3, 1, 1, 1},   // padding wider than the kernel: border outputs see only padding
         {3, 1, 190, 190, 2, 3, 1, 1}, // large images: dW's int32 products split into several groups
         {1, 1, 256, 256, 1, 3, 1, 1}, // wider than one int32-exact product: dW per image, not "wide"
@@ -366,6 +369,52 @@ TEST_CASE("quantized_conv: full precision is the float convolution; bad widths a
     CHECK_THROWS_WITH_AS((void)q8.backward(ctx, dbad), doctest::Contains("before forward"), fr::error);
     (void)q8.forward(ctx, x);
     CHECK_THROWS_AS((void)q8.backward(ctx, random_input({2, 4, 5, 6}, g, 0.0f, 1.0f)), fr::shape_error);
+}
+
+TEST_CASE("quantized_conv: the backward's plane hook sees every plane of dx once, as written") {
+    // 8-bit errors (the hook inside the dequantization), 12-bit errors (two limbs), full precision
+    // (the float path), strides 1 and 2, a precision group split; the gradients equal those of a
+    // backward without the hook, bit for bit
+    struct config {
+        fr::bit_widths widths;
+        std::size_t stride;
+        bool groups;
+    };
+    for (const config cf : {config{{8, 8, 8}, 1, false}, config{{6, 5, 8}, 2, false}, config{{8, 8, 12}, 1, false},
+                            config{fr::bit_widths::full(), 1, false}, config{{8, 8, 8}, 1, true}}) {
+        CAPTURE(cf.widths.name());
+        CAPTURE(cf.stride);
+        CAPTURE(cf.groups);
+        fr::quantized_conv a(5, 6, 3, {cf.stride, 1, false}, cf.widths);
+        fr::rng g(31);
+        a.reset_parameters(g);
+        fr::quantized_conv b = a;
+        if (cf.groups) {
+            a.set_groups({{2, {8, 8, 8}}, {1, {4, 8, 6}}});
+            b.set_groups({{2, {8, 8, 8}}, {1, {4, 8, 6}}});
+        }
+        const fr::tensor4 x = random_input({3, 5, 9, 9}, g, -1.0f, 1.0f);
+        fr::context ca, cb;
+        ca.random = fr::rng(3);
+        cb.random = fr::rng(3);
+        const fr::tensor4 y = a.forward(ca, x);
+        (void)b.forward(cb, x);
+        const fr::tensor4 dy = random_input(fr::shape_of(y), g, -1.0f, 1.0f);
+        const std::size_t planes = 3 * 5, hw = 81;
+        std::vector<int> calls(planes, 0);
+        std::vector<float> seen(planes * hw, -99.0f);
+        const fr::tensor4& dx = a.backward(ca, dy, nullptr, [&](std::size_t i, const float* v) {
+            REQUIRE(i < planes);
+            ++calls[i]; // distinct planes: no two threads write the same entry
+            std::copy(v, v + hw, seen.begin() + static_cast<std::ptrdiff_t>(i * hw));
+        });
+        CHECK(std::all_of(calls.begin(), calls.end(), [](int c) { return c == 1; }));
+        REQUIRE(dx.size() == seen.size());
+        CHECK(std::equal(seen.begin(), seen.end(), dx.data()));
+        const fr::tensor4& dxb = b.backward(cb, dy);
+        CHECK(std::equal(dxb.begin(), dxb.end(), dx.data()));
+        CHECK(std::equal(b.weight_grad().begin(), b.weight_grad().end(), a.weight_grad().begin()));
+    }
 }
 
 TEST_CASE("quantized_conv: products longer than int32 holds exactly are refused before any work") {

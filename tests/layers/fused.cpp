@@ -148,6 +148,55 @@ TEST_CASE("batchnorm: a deferred forward's map, ranges and backward equal forwar
     }
 }
 
+TEST_CASE("batchnorm: a backward from plane sums handed over ahead equals the backward") {
+    for (const bool relu : {false, true}) {
+        CAPTURE(relu);
+        fr::rng g(4);
+        fr::batchnorm a(3, 0.1f, 1e-5f, relu), b(3, 0.1f, 1e-5f, relu);
+        spread_parameters(a, g);
+        b.gamma() = a.gamma();
+        b.beta() = a.beta();
+        const fr::tensor4 x = random_tensor({4, 3, 5, 7}, g); // 35 values a plane: vector body and tail
+        const fr::tensor4 dy = random_tensor(fr::shape_of(x), g);
+        fr::context ctx;
+        (void)a.forward(ctx, x);
+        b.forward_deferred(ctx, x);
+        const fr::tensor4 da = a.backward(ctx, dy);
+        // the planes handed over in a scrambled order, as threads would
+        b.begin_plane_sums();
+        for (std::size_t k = 0; k < 12; ++k) {
+            const std::size_t i = (k * 5) % 12;
+            b.plane_sums(i, dy.data() + i * 35);
+        }
+        const fr::tensor4 db = b.backward_from_plane_sums(ctx, dy);
+        CHECK(same_bits(da, db));
+        CHECK(std::equal(a.gamma_grad().begin(), a.gamma_grad().end(), b.gamma_grad().begin()));
+        std::vector<fr::parameter> pa, pb;
+        a.collect_parameters(pa);
+        b.collect_parameters(pb);
+        REQUIRE(pa.size() == 2);
+        CHECK(std::equal(pa[1].grad.begin(), pa[1].grad.end(), pb[1].grad.begin())); // dbeta
+        // one backward per begin; a plane left out gives NaN (reported by a trainer), not a stale sum
+        CHECK_THROWS_WITH_AS((void)b.backward_from_plane_sums(ctx, dy), doctest::Contains("without begin_plane_sums"),
+                             fr::error);
+        b.begin_plane_sums();
+        for (std::size_t i = 0; i < 12; ++i) {
+            if (i != 4) {
+                b.plane_sums(i, dy.data() + i * 35);
+            }
+        }
+        (void)b.backward_from_plane_sums(ctx, dy);
+        CHECK(std::isnan(b.gamma_grad()(4 % 3)));
+        CHECK(!std::isnan(b.gamma_grad()(0)));
+        // a forward in between ends the hand-over
+        b.begin_plane_sums();
+        (void)b.forward(ctx, x);
+        CHECK_THROWS_AS((void)b.backward_from_plane_sums(ctx, dy), fr::error);
+        fr::batchnorm fresh(3);
+        CHECK_THROWS_WITH_AS(fresh.begin_plane_sums(), doctest::Contains("before forward"), fr::error);
+    }
+}
+
 TEST_CASE("batchnorm: backward_gated is the backward of the gradient the flags let through") {
     fr::rng g(3);
     fr::batchnorm a(3), b(3);

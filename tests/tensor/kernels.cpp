@@ -104,7 +104,7 @@ TEST_CASE("int8 gemm equals the reference exactly on odd shapes") {
                 fr::kernels::packed_s8 p;
                 fr::kernels::pack_s8(k, n, b.data(), ldb, p);
                 fr::kernels::igemm_u8s8(m, a.data(), lda, p, c.data(), ldc);
-                fr::kernels::igemm_u8s8_reference(m, n, k, a.data(), lda, b.data(), ldb, ref.data(), ldc);
+                fr::kernels::igemm_reference(m, n, k, a.data(), lda, b.data(), ldb, ref.data(), ldc);
                 INFO("m " << m << " n " << n << " k " << k);
                 CHECK(c == ref); // the padding column (7) must be left alone as well
                 // rows given as pointers (in reverse order), added to C: C + A B
@@ -213,7 +213,7 @@ TEST_CASE("packing convolution codes in one pass equals im2col followed by pack_
                     fr::error);
 }
 
-TEST_CASE("int8 gemm on B viewed in place (groups at offsets) equals the reference") {
+TEST_CASE("int8 gemm of signed A and unsigned B viewed in place (groups at offsets) equals the reference") {
     fr::rng g(6);
     for (std::size_t m : {1u, 5u, 8u, 13u, 17u}) {
         for (std::size_t n : {1u, 7u, 16u, 33u, 63u, 100u}) {
@@ -224,15 +224,15 @@ TEST_CASE("int8 gemm on B viewed in place (groups at offsets) equals the referen
                 for (std::size_t q = 0; q < groups; ++q) {
                     off[q] = ((q * 7) % groups) * (4 * n + 80) + 3;
                 }
-                std::vector<std::int8_t> buf(groups * (4 * n + 80) + 64);
+                std::vector<std::uint8_t> buf(groups * (4 * n + 80) + 64);
                 for (auto& v : buf) {
-                    v = static_cast<std::int8_t>(static_cast<int>(g.below(256)) - 128);
-                }
-                std::vector<std::uint8_t> a(m * lda);
-                for (auto& v : a) {
                     v = static_cast<std::uint8_t>(g.below(256));
                 }
-                std::vector<std::int8_t> b(k * n); // the same B, explicit
+                std::vector<std::int8_t> a(m * lda);
+                for (auto& v : a) {
+                    v = static_cast<std::int8_t>(static_cast<int>(g.below(256)) - 128);
+                }
+                std::vector<std::uint8_t> b(k * n); // the same B, explicit
                 for (std::size_t q = 0; q < groups; ++q) {
                     for (std::size_t j = 0; j < n; ++j) {
                         for (std::size_t t = 0; t < 4; ++t) {
@@ -240,10 +240,10 @@ TEST_CASE("int8 gemm on B viewed in place (groups at offsets) equals the referen
                         }
                     }
                 }
-                const fr::kernels::detail::offset_cols view{buf.data(), off.data(), k, n, groups};
+                const fr::kernels::detail::offset_cols_u8 view{buf.data(), off.data(), k, n, groups};
                 std::vector<std::int32_t> c(m * n, 5), ref(m * n);
-                fr::kernels::igemm_u8s8_offsets(m, a.data(), lda, view, c.data(), n);
-                fr::kernels::igemm_u8s8_reference(m, n, k, a.data(), lda, b.data(), n, ref.data(), n);
+                fr::kernels::igemm_s8u8_offsets(m, a.data(), lda, view, c.data(), n);
+                fr::kernels::igemm_reference(m, n, k, a.data(), lda, b.data(), n, ref.data(), n);
                 INFO("m " << m << " n " << n << " k " << k);
                 CHECK(c == ref);
             }
@@ -278,6 +278,27 @@ TEST_CASE("int8 gemm is exact at the extremes and refuses an inner dimension tha
         CHECK(std::string(e.what()).find("65793") != std::string::npos);
     }
     CHECK_THROWS_AS(fr::kernels::pack_s8(0, n, b.data(), n, p), fr::error);
+}
+
+TEST_CASE("int8 gemm of signed A and unsigned B is exact at the extremes over the longest inner dimension") {
+    // A at -128 and 127 (alternate rows), B at 255: |sum| = 128 * 255 * 65793, just below 2^31
+    const std::size_t k = fr::kernels::igemm_max_k, m = 4, n = 21, groups = (k + 3) / 4, kk = 4 * groups;
+    std::vector<std::int8_t> a(m * kk, 0);
+    for (std::size_t i = 0; i < m; ++i) {
+        std::fill(a.begin() + static_cast<std::ptrdiff_t>(i * kk), a.begin() + static_cast<std::ptrdiff_t>(i * kk + k),
+                  static_cast<std::int8_t>(i % 2 == 0 ? -128 : 127));
+    }
+    std::vector<std::uint8_t> buf(4 * n + 64, 255); // every group the same words
+    std::vector<std::size_t> off(groups, 0);
+    const fr::kernels::detail::offset_cols_u8 view{buf.data(), off.data(), kk, n, groups};
+    std::vector<std::int32_t> c(m * n);
+    fr::kernels::igemm_s8u8_offsets(m, a.data(), kk, view, c.data(), n);
+    for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+            const std::int64_t expect = static_cast<std::int64_t>(k) * 255 * (i % 2 == 0 ? -128 : 127);
+            REQUIRE(c[i * n + j] == expect);
+        }
+    }
 }
 
 TEST_CASE("im2col equals the reference and col2im is its adjoint") {

@@ -342,7 +342,44 @@ public:
         }
     }
 
-    const tensor4& backward(context& ctx, const tensor4& dy) { return backward_impl(ctx, dy, nullptr); }
+    const tensor4& backward(context& ctx, const tensor4& dy) { return backward_impl(ctx, dy, nullptr, false); }
+
+    /// The backward's first pass, plane by plane, ahead of it: for a layer that writes this
+    /// layer's output gradient one plane at a time (quantized_conv::backward's plane hook), which
+    /// hands each plane over while it is in cache, so that backward_from_plane_sums() skips its
+    /// own pass over the output gradient. begin_plane_sums() after the forward; then
+    /// plane_sums(i, g) for every plane i (index n * C + c) of the output gradient, from any
+    /// thread, each once; then backward_from_plane_sums(ctx, dy). A plane left out makes dgamma,
+    /// dbeta and dx NaN (what a trainer reports), never a stale value. Not for backward_gated.
+    void begin_plane_sums() {
+        if (x_ == nullptr) {
+            throw error(detail::concat(name(), ": begin_plane_sums called before forward"));
+        }
+        const shape4 s = shape_of(*x_);
+        plane_sums_.assign(s.n * c_, {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN()});
+        plane_sums_on_ = true;
+    }
+    /// Output-gradient plane `plane` (index n * C + c; g its h * w values), gated by this layer's own
+    /// ReLU as backward gates it: its (sum, centered dot), what backward's first pass computes,
+    /// value for value.
+    void plane_sums(std::size_t plane, const float* g) noexcept {
+        const shape4 s = shape_of(*x_);
+        const std::size_t hw = s.h * s.w, c = plane % c_;
+        const float* x = x_->data() + plane * hw;
+        plane_sums_[plane] = relu_ ? detail::sum_and_centered_dot<detail::bn_gate::relu>(g, x, mean_[c], fa_[c],
+                                                                                          fb_[c], nullptr, hw)
+                                   : detail::sum_and_centered_dot<detail::bn_gate::none>(g, x, mean_[c], fa_[c],
+                                                                                          fb_[c], nullptr, hw);
+    }
+    /// backward(ctx, dy) with its first pass taken from the plane sums (see begin_plane_sums): equal
+    /// to it value for value when every plane of dy was handed to plane_sums().
+    const tensor4& backward_from_plane_sums(context& ctx, const tensor4& dy) {
+        if (!plane_sums_on_) {
+            throw error(detail::concat(name(), ": backward_from_plane_sums without begin_plane_sums"));
+        }
+        plane_sums_on_ = false; // one backward per begin
+        return backward_impl(ctx, dy, nullptr, true);
+    }
     /// The backward for the output gradient dy gated by `flags` (one byte per value of dy, 1: the
     /// value passes, 0: it is 0): what a ReLU after this layer would pass (basic_block keeps the
     /// flags of its residual ReLU), without a pass that writes the gated gradient. Only for a batch
@@ -354,11 +391,11 @@ public:
         if (flags == nullptr) {
             throw error(detail::concat(name(), ": backward_gated needs the flags (one byte per value of dy)"));
         }
-        return backward_impl(ctx, dy, flags);
+        return backward_impl(ctx, dy, flags, false);
     }
 
 private:
-    const tensor4& backward_impl(context& ctx, const tensor4& dy, const std::uint8_t* flags) {
+    const tensor4& backward_impl(context& ctx, const tensor4& dy, const std::uint8_t* flags, bool presummed) {
         cost_meter* m = meter(ctx);
         scoped_timer timer(m, slot(), phase::backward_input);
         if (x_ == nullptr) {
@@ -377,12 +414,17 @@ private:
             dx_ranges_.resize(s.n * c_);
             channel_ok_.assign(c_, 0);
         }
+        if (presummed && plane_sums_.size() != s.n * c_) {
+            throw error(detail::concat(name(), ": plane sums for ", plane_sums_.size(), " planes, the gradient has ",
+                                       s.n * c_));
+        }
+        const std::pair<float, float>* sums = presummed ? plane_sums_.data() : nullptr;
         if (relu_) {
-            backward_planes<detail::bn_gate::relu>(x, dy, s, need_dx, nullptr);
+            backward_planes<detail::bn_gate::relu>(x, dy, s, need_dx, nullptr, sums);
         } else if (flags != nullptr) {
-            backward_planes<detail::bn_gate::flags>(x, dy, s, need_dx, flags);
+            backward_planes<detail::bn_gate::flags>(x, dy, s, need_dx, flags, nullptr);
         } else {
-            backward_planes<detail::bn_gate::none>(x, dy, s, need_dx, nullptr);
+            backward_planes<detail::bn_gate::none>(x, dy, s, need_dx, nullptr, sums);
         }
         dx_ok_ = ranges && std::find(channel_ok_.begin(), channel_ok_.end(), 0) == channel_ok_.end();
         if (m != nullptr) {
@@ -432,10 +474,11 @@ public:
     }
 
 private:
-    /// dgamma, dbeta and (if need_dx) dx, dy gated as G says (detail::bn_gate).
+    /// dgamma, dbeta and (if need_dx) dx, dy gated as G says (detail::bn_gate); with `sums` (the
+    /// planes' first-pass results, plane_sums()) without the first pass.
     template <detail::bn_gate G>
     void backward_planes(const tensor4& x, const tensor4& dy, const shape4& s, bool need_dx,
-                         const std::uint8_t* flags) {
+                         const std::uint8_t* flags, const std::pair<float, float>* sums) {
         const std::size_t hw = s.h * s.w;
         const float count = static_cast<float>(s.n * hw);
         const auto fl = [&](std::size_t at) { return flags != nullptr ? flags + at : nullptr; };
@@ -444,8 +487,9 @@ private:
             double sdy = 0.0, sdyx = 0.0;
             for (std::size_t n = 0; n < s.n; ++n) {
                 const std::size_t at = (n * c_ + c) * hw;
-                const auto [a, b] =
-                    detail::sum_and_centered_dot<G>(dy.data() + at, x.data() + at, mu, fa, fb, fl(at), hw);
+                const auto [a, b] = sums != nullptr ? sums[n * c_ + c]
+                                                    : detail::sum_and_centered_dot<G>(dy.data() + at, x.data() + at,
+                                                                                       mu, fa, fb, fl(at), hw);
                 sdy += a;
                 sdyx += b;
             }
@@ -484,6 +528,7 @@ private:
     shape4 begin_forward(context& ctx, const tensor4& x) {
         const shape4 s = shape_of(x);
         out_ok_ = false;
+        plane_sums_on_ = false;
         x_ = nullptr; // until the checks pass: no backward, apply_plane or materialize with a stale map
         check(s);
         if (ctx.training() && s.n * s.h * s.w < 2) {
@@ -558,6 +603,8 @@ private:
     bool keep_out_ = false, keep_dx_ = false, out_ok_ = false, dx_ok_ = false;
     std::vector<value_range> out_ranges_, dx_ranges_; // per (sample, channel) plane
     std::vector<char> channel_ok_;                    // per channel: every value finite
+    std::vector<std::pair<float, float>> plane_sums_; // begin_plane_sums .. backward_from_plane_sums
+    bool plane_sums_on_ = false;
 };
 
 static_assert(layer<batchnorm>);

@@ -46,19 +46,24 @@
 /// - the bias (if any) stays float; its gradient is the sum of the quantized
 ///   error.
 ///
-/// Integer identities (A uint8, B int8 = codes - 128, z zero points, K the
-/// inner length), with `a - 128` and `b + 128` restoring the codes:
+/// Integer identities (z zero points, K the inner length): the forward and dx
+/// products take the signed weight codes w as A and the
+/// unsigned codes b as they are as B (kernels::igemm_s8u8_offsets):
+///   sum w (b - z) = sum w b - z sum w,
+/// one igemm plus the weights' row sums. dW (both operands unsigned) takes
+/// A = codes + 128 (uint8) and B int8 = codes - 128, with `a - 128` and
+/// `b + 128` restoring the codes:
 ///   sum (a - 128)(b + 128 - z) = sum a b + (128 - z) sum a - 128 sum b - 128 (128 - z) K
-/// so each product is one igemm plus row and column sums.
+/// one igemm plus row and column sums.
 ///
 /// Layout (what makes the step faster than FP32; docs/fractrain.md, "How the
-/// layer feeds the kernel"): codes are stored padded; for stride 1 the
-/// forward and dx products read channel quads over "wide" pixels
-/// (integer_conv_quads), made for each sample right before its product (with
-/// its codes, or its error roundings) so that they are read from cache; dx is
-/// the forward correlation of the spread error with the flipped kernel, dW
-/// takes an implicit im2col as row pointers, and the column sums come from a
-/// row of ones in A.
+/// layer feeds the kernel"): codes are stored padded; the forward and dx
+/// products read channel quads over "wide" pixels (integer_conv_quads; a
+/// stride s cuts the input into s x s phase planes, each tap a stride-1 view
+/// of one of them), made for each sample right before its product (with its
+/// codes, or its error roundings) so that they are read from cache; dx is the
+/// forward correlation of the spread error with the flipped kernel, and dW
+/// takes an implicit im2col as row pointers.
 
 #include <algorithm>
 #include <chrono>
@@ -101,6 +106,10 @@ struct zero_point_grid {
 struct plane_sinks {
     std::pair<float, float>* sums = nullptr;
     value_range* ranges = nullptr;
+};
+/// A plane hook that does nothing (quantized_conv::backward without one).
+struct no_plane_hook {
+    void operator()(std::size_t, const float*) const noexcept {}
 };
 /// memcpy for the short runs of this layer (an image row: 7 to 30 bytes, or floats): moves of 32,
 /// 16, 8 and 4 bytes with constant sizes, which the compiler emits inline; a library call per row
@@ -356,21 +365,17 @@ private:
             }
         }
 
-        // weights: symmetric per output channel; A = codes + 128 (uint8), with row sums
+        // weights: symmetric per output channel; A = the signed codes (integer_conv_quads), with row sums
         const tensor4& w = float_.weight();
         const int wbits = segs.empty() ? prec_.weight : segs.front().widths.weight;
         quantize_symmetric<std::int8_t, per_channel, nearest_even>(w, wbits, qw_);
         const std::int8_t* wq = qw_.values.data();
         const std::vector<float>& sw = qw_.scale;
-        const bool quads = g.stride == 1; // integer_conv_quads; other strides: integer_conv
         const std::size_t in = in_channels(), k2 = g.k * g.k;
-        if (quads) { // K in (tap, channel quad, channel in quad) order, missing channels 0
-            weight_rows_quads(out, k2, in, aw_, raw_, [&](std::size_t o, std::size_t tap, std::size_t ch) {
-                return wq[(o * in + ch) * k2 + tap];
-            });
-        } else {
-            weight_rows(out, kk, aw_, raw_, [&](std::size_t o, std::size_t t) { return wq[o * kk + t]; });
-        }
+        // K in (tap, channel quad, channel in quad) order, missing channels 0
+        weight_rows_quads(out, k2, in, awq_, raw_, [&](std::size_t o, std::size_t tap, std::size_t ch) {
+            return wq[(o * in + ch) * k2 + tap];
+        });
 
         // activations: nudged range grid over each group (training) or the running range;
         // the running range follows the whole batch
@@ -423,11 +428,7 @@ private:
             const detail::zero_point_grid xg = detail::nudged_range_grid(r, sg.widths.act);
             sg.sx = xg.g.scale;
             sg.zx = xg.zero;
-            xgrids.push_back(xg.g);
-            if (!quads) { // (stride 1: each sample's codes are made right before its product, below)
-                parallel_chunks(sg.n * xs.c,
-                                [&](std::size_t lo, std::size_t hi, int) { quantize_planes(sg, xg.g, lo, hi); });
-            }
+            xgrids.push_back(xg.g); // (each sample's codes are made right before its product, below)
         }
         if (ctx.training()) {
             running_ = has_running_ ? value_range{0.9f * running_.lo + 0.1f * all.lo, 0.9f * running_.hi + 0.1f * all.hi}
@@ -455,21 +456,17 @@ private:
         for (std::size_t si = 0; si < segs_.size(); ++si) {
             const segment& sg = segs_[si];
             const auto scale = [&](std::size_t o) { return sg.sx * sw[o]; };
-            if (quads) { // each sample's codes and quads made right before its product, in cache
-                const conv_geometry gp = padded_geometry(g);
-                const auto zx = static_cast<std::uint8_t>(sg.zx);
-                integer_conv_quads(
-                    [&](std::size_t s, std::int8_t* buf) {
-                        const std::size_t i = s - sg.s0;
-                        quantize_planes(sg, xgrids[si], i * xs.c, (i + 1) * xs.c);
-                        quads_of_sample(qx_.data() + s * per_xp, gp, zx, buf);
-                    },
-                    gp, sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n, scale, bias.size() ? bias.data() : nullptr,
-                    y_.data(), sums);
-            } else {
-                integer_conv(qx_.data(), per_xp, padded_geometry(g), sg.zx, aw_.data(), raw_.data(), out, sg.s0, sg.n,
-                             scale, bias.size() ? bias.data() : nullptr, y_.data(), sums);
-            }
+            // each sample's codes and quads made right before its product, in cache
+            const conv_geometry gp = padded_geometry(g);
+            const auto zx = static_cast<std::uint8_t>(sg.zx);
+            integer_conv_quads(
+                [&](std::size_t s, std::uint8_t* buf) {
+                    const std::size_t i = s - sg.s0;
+                    quantize_planes(sg, xgrids[si], i * xs.c, (i + 1) * xs.c);
+                    quads_of_sample(qx_.data() + s * per_xp, gp, zx, buf);
+                },
+                gp, sg.zx, awq_.data(), raw_.data(), out, sg.s0, sg.n, scale, bias.size() ? bias.data() : nullptr,
+                y_.data(), sums);
             if (m != nullptr) {
                 const std::uint64_t macs = static_cast<std::uint64_t>(sg.n) * out * p * kk;
                 m->mac(id(), phase::forward, op_format::integer(sg.widths.act), op_format::integer(sg.widths.weight),
@@ -489,8 +486,26 @@ public:
     /// @param dy_ranges  the [min, max] of every (sample, channel) plane of dy when the caller has
     ///                   them exactly (as forward's x_ranges); nullptr: measured here
     const tensor4& backward(context& ctx, const tensor4& dy, const std::vector<value_range>* dy_ranges = nullptr) {
+        return backward(ctx, dy, dy_ranges, detail::no_plane_hook{});
+    }
+    /// backward(ctx, dy, dy_ranges) that also calls hook(i, values) for every plane i (index
+    /// n * C + c, values its h * w floats) of the input gradient once it is written, while it is in
+    /// cache (the integer paths: right after the plane's dequantization; the float path: after the
+    /// whole gradient), from any thread, each plane once. What a batch norm before this layer
+    /// takes its backward's first pass from (batchnorm::plane_sums). Not called without an input
+    /// gradient (set_input_grad(false)).
+    template <class Hook>
+    const tensor4& backward(context& ctx, const tensor4& dy, const std::vector<value_range>* dy_ranges, Hook&& hook) {
         if (float_mode_) {
             const tensor4& dx = float_.backward(ctx, dy);
+            if (input_grad()) {
+                const std::size_t planes = dx.shape()[0] * dx.shape()[1], hw = dx.shape()[2] * dx.shape()[3];
+                parallel_chunks(planes, [&](std::size_t lo, std::size_t hi, int) {
+                    for (std::size_t i = lo; i < hi; ++i) {
+                        hook(i, dx.data() + i * hw);
+                    }
+                });
+            }
             std::copy(float_.weight_grad().begin(), float_.weight_grad().end(), dw_.begin());
             if (options().bias) {
                 std::vector<parameter> ps;
@@ -624,7 +639,7 @@ public:
                     // (its codes for dW, e's codes), then e's spread quads
                     const detail::grid gg = err_grids[si].first, ge = err_grids[si].second;
                     integer_conv_quads(
-                        [&](std::size_t s, std::int8_t* buf) {
+                        [&](std::size_t s, std::uint8_t* buf) {
                             thread_local std::vector<std::uint8_t> e;
                             e.resize(per_y);
                             rng r(sample_seeds[si][s - sg.s0]);
@@ -634,7 +649,7 @@ public:
                             spread_quads(e.data(), out, ho, wo, hb, wb, lead, st, zh, buf);
                         },
                         gt, sg.ze, at_.data(), rat_.data(), in, sg.s0, sg.n, [&](std::size_t) { return sg.se; },
-                        nullptr, dx_.data());
+                        nullptr, dx_.data(), {}, hook);
                     continue;
                 }
                 spread4_.resize(xs.n * per4 + 4 * k + 64); // see integer_conv_quads
@@ -645,7 +660,7 @@ public:
                     spread_quads(qel_.data() + s * per_y, out, ho, wo, hb, wb, lead, st, zl, spread4l_.data() + s * per4);
                 });
                 integer_conv_quads_limbs(spread4_.data(), zh, spread4l_.data(), zl, gt, at_.data(), rat_.data(), in,
-                                         sg.s0, sg.n, sg.se, dx_.data());
+                                         sg.s0, sg.n, sg.se, dx_.data(), hook);
             }
             dx = &dx_;
         }
@@ -910,41 +925,11 @@ private:
         return std::max<std::size_t>(1, 256 / std::max<std::size_t>(p, 1));
     }
 
-    /// out[s] (m x P floats, P = g.cols(), for the samples s in [s0, s0 + n)) =
-    /// row_scale(r) * sum_k (a[r, k] - 128) (B_s[k, p] - z) + bias[r], where B_s is the im2col of
-    /// sample s's codes (codes + s * per_sample, already padded with z: g.pad is 0) and a (m x K,
-    /// K = g.rows()) holds
-    /// signed codes + 128 with row sums ra, followed by one more row of ones (m + 1 rows in all). The
-    /// samples of a group sit side by side in one integer product; with b - 128 packed,
-    /// C = sum a (b - 128) and cs = sum (b - 128):
-    ///   sum (a - 128)(b - z) = C + (128 - z) ra - 128 cs - 128 (128 - z) K,
-    /// and the row of ones makes the product's last row cs itself, for 1 / m more products instead of
-    /// a pass over B that sums its columns. Used for strides other than 1 (stride 1:
-    /// integer_conv_quads, which needs no packing).
-    template <class RowScale>
-    static void integer_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, int z,
-                             const std::uint8_t* a, const std::int32_t* ra, std::size_t m, std::size_t s0,
-                             std::size_t n, RowScale&& row_scale, const float* bias, float* out,
-                             detail::plane_sinks sums = {}) {
-        const std::size_t kk = g.rows(), ho = g.out_h(), wo = g.out_w(), p = ho * wo, group = group_size(p),
-                          groups = (n + group - 1) / group;
-        parallel_dynamic(groups, [&](std::size_t gi, int) { // each group writes its own samples
-            thread_local kernels::packed_s8 packed;
-            thread_local std::vector<std::int32_t> c;
-            const std::size_t first = s0 + gi * group, cnt = std::min(group, s0 + n - first), ld = cnt * p;
-            kernels::pack_conv_u8_shifted(codes + first * per_sample, per_sample, g, cnt, packed, false);
-            c.resize((m + 1) * ld);
-            kernels::igemm_u8s8(m + 1, a, kk, packed, c.data(), ld);
-            dequantize(c.data(), ld, c.data() + m * ld, first, cnt, p, wo, ho, wo, z, ra, m, kk, row_scale, bias, out,
-                       sums);
-        });
-    }
-
     /// Throws (here, not inside a parallel region) when a product of this geometry would sum more
     /// 8-bit products than int32 holds exactly (kernels::igemm_max_k): the forward's and dx's
     /// k k Cin and k k Cout (channels rounded up to 4), dW's one image of output pixels.
     void check_inner_lengths(const conv_geometry& g) const {
-        const std::size_t k2 = g.k * g.k, fwd = g.stride == 1 ? k2 * ((in_channels() + 3) / 4) * 4 : g.rows(),
+        const std::size_t k2 = g.k * g.k, fwd = k2 * ((in_channels() + 3) / 4) * 4,
                           dx = k2 * ((out_channels() + 3) / 4) * 4, dw = g.cols();
         const std::pair<const char*, std::size_t> lengths[] = {{"forward", fwd}, {"input gradient", dx},
                                                                {"weight gradient (pixels per image)", dw}};
@@ -957,39 +942,21 @@ private:
         }
     }
 
-    /// a = m + 1 rows of K unsigned codes: row r < m holds code(r, t) + 128 (code(r, t) a signed
-    /// weight code), row m ones (see integer_conv); ra = the row sums of rows r < m.
+    /// The A of integer_conv_quads: m rows of K signed weight codes in (tap, channel quad, channel in
+    /// quad) order, code(r, tap, channel) for channel < channels, 0 for the channels that pad the
+    /// last quad; ra = the row sums.
     template <class Code>
-    static void weight_rows(std::size_t m, std::size_t kk, std::vector<std::uint8_t>& a, std::vector<std::int32_t>& ra,
-                            Code&& code) {
-        a.resize((m + 1) * kk);
-        std::fill(a.begin() + static_cast<std::ptrdiff_t>(m * kk), a.end(), std::uint8_t{1});
-        ra.assign(m, 0);
-        for (std::size_t r = 0; r < m; ++r) {
-            for (std::size_t t = 0; t < kk; ++t) {
-                const auto v = static_cast<std::uint8_t>(code(r, t) + 128);
-                a[r * kk + t] = v;
-                ra[r] += v;
-            }
-        }
-    }
-
-    /// weight_rows for K in (tap, channel quad, channel in quad) order, the layout of
-    /// integer_conv_quads: code(r, tap, channel) for channel < channels, 0 for the channels that pad
-    /// the last quad.
-    template <class Code>
-    static void weight_rows_quads(std::size_t m, std::size_t taps, std::size_t channels, std::vector<std::uint8_t>& a,
+    static void weight_rows_quads(std::size_t m, std::size_t taps, std::size_t channels, std::vector<std::int8_t>& a,
                                   std::vector<std::int32_t>& ra, Code&& code) {
         const std::size_t width = (channels + 3) / 4 * 4, kk = taps * width;
-        a.resize((m + 1) * kk);
-        std::fill(a.begin() + static_cast<std::ptrdiff_t>(m * kk), a.end(), std::uint8_t{1});
+        a.resize(m * kk);
         ra.assign(m, 0);
         for (std::size_t r = 0; r < m; ++r) {
-            std::uint8_t* ar = a.data() + r * kk;
+            std::int8_t* ar = a.data() + r * kk;
             std::int32_t sum = 0;
             for (std::size_t tap = 0; tap < taps; ++tap) {
                 for (std::size_t ch = 0; ch < width; ++ch) {
-                    const auto v = static_cast<std::uint8_t>((ch < channels ? code(r, tap, ch) : 0) + 128);
+                    const auto v = static_cast<std::int8_t>(ch < channels ? code(r, tap, ch) : 0);
                     ar[tap * width + ch] = v;
                     sum += v;
                 }
@@ -1079,20 +1046,66 @@ private:
         });
     }
 
-    /// One sample's padded codes (g.c planes of g.h x g.w) as channel quads: ceil(c / 4) planes of
-    /// 4-byte words (code - 128 of channels 4q .. 4q + 3), channels past c at code z.
-    static void quads_of_sample(const std::uint8_t* codes, const conv_geometry& g, std::uint8_t z, std::int8_t* out) {
+    /// How integer_conv_quads lays out one sample's codes for a geometry g (g.pad 0): for stride s,
+    /// the input is cut into its phases (py, px) < (f, f), f = min(s, k): phase plane (py, px) holds
+    /// the inputs (s i + py, s j + px), hc x wc of them (hc = ceil(h / s), wc = ceil(w / s), the code
+    /// of 0.0 where that is outside the input). Tap (ky, kx) of output (oy, ox) reads input
+    /// (s oy + ky, s ox + kx) = phase (ky % s, kx % s) at (oy + ky / s, ox + kx / s): a stride-1
+    /// view of one phase plane, so every stride is one product over "wide" pixels oy wc + ox
+    /// (ox >= out_w() is junk). Stride 1: one phase, the padded planes themselves.
+    struct quad_layout {
+        std::size_t s, f, hc, wc, cq, phase_bytes, bytes, ho, wo, pw;
+        explicit quad_layout(const conv_geometry& g) noexcept
+            : s(g.stride), f(std::min(g.stride, g.k)), hc((g.h + g.stride - 1) / g.stride),
+              wc((g.w + g.stride - 1) / g.stride), cq((g.c + 3) / 4), phase_bytes(cq * hc * wc * 4),
+              bytes(f * f * phase_bytes), ho(g.out_h()), wo(g.out_w()), pw(g.out_h() * wc) {}
+    };
+
+    /// One sample's padded codes (g.c planes of g.h x g.w) as channel quads in quad_layout's phases:
+    /// per phase, ceil(c / 4) planes of 4-byte words (the codes of channels 4q .. 4q + 3), channels
+    /// past c at code z.
+    static void quads_of_sample(const std::uint8_t* codes, const conv_geometry& g, std::uint8_t z, std::uint8_t* out) {
         const std::size_t plane = g.h * g.w, cq = (g.c + 3) / 4;
         thread_local std::vector<std::uint8_t> zeros;
         if (g.c % 4 != 0) {
             zeros.assign(plane, z);
         }
-        for (std::size_t q = 0; q < cq; ++q) {
-            const std::uint8_t* r[4];
-            for (std::size_t t = 0; t < 4; ++t) {
-                r[t] = 4 * q + t < g.c ? codes + (4 * q + t) * plane : zeros.data();
+        const auto channel = [&](std::size_t q, std::size_t t) {
+            return 4 * q + t < g.c ? codes + (4 * q + t) * plane : zeros.data();
+        };
+        if (g.stride == 1) {
+            for (std::size_t q = 0; q < cq; ++q) {
+                kernels::detail::interleave4(channel(q, 0), channel(q, 1), channel(q, 2), channel(q, 3), plane,
+                                             out + q * plane * 4);
             }
-            kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], plane, out + q * plane * 4);
+            return;
+        }
+        const quad_layout l(g);
+        for (std::size_t py = 0; py < l.f; ++py) {
+            for (std::size_t px = 0; px < l.f; ++px) {
+                std::uint8_t* phase = out + (py * l.f + px) * l.phase_bytes;
+                // the inputs of columns s j + px < w: the first `full` columns of each row
+                const std::size_t full = (g.w - px + l.s - 1) / l.s;
+                for (std::size_t q = 0; q < cq; ++q) {
+                    const std::uint8_t* r[4] = {channel(q, 0), channel(q, 1), channel(q, 2), channel(q, 3)};
+                    std::uint8_t* d = phase + q * l.hc * l.wc * 4;
+                    for (std::size_t i = 0; i < l.hc; ++i, d += l.wc * 4) {
+                        const std::size_t y = l.s * i + py;
+                        if (y >= g.h) {
+                            std::memset(d, z, l.wc * 4);
+                            continue;
+                        }
+                        for (std::size_t j = 0; j < full; ++j) {
+                            const std::size_t at = y * g.w + l.s * j + px;
+                            d[4 * j] = r[0][at];
+                            d[4 * j + 1] = r[1][at];
+                            d[4 * j + 2] = r[2][at];
+                            d[4 * j + 3] = r[3][at];
+                        }
+                        std::memset(d + 4 * full, z, (l.wc - full) * 4);
+                    }
+                }
+            }
         }
     }
     /// dx's operand for one sample, straight from its error codes (`channels` planes of ho x wo): each
@@ -1102,9 +1115,9 @@ private:
     /// inside the plane are written after one fill with z.
     static void spread_quads(const std::uint8_t* e, std::size_t channels, std::size_t ho, std::size_t wo,
                              std::size_t hb, std::size_t wb, std::ptrdiff_t lead, std::ptrdiff_t st, std::uint8_t z,
-                             std::int8_t* quads) {
+                             std::uint8_t* quads) {
         const std::size_t cq = (channels + 3) / 4, plane = hb * wb;
-        std::memset(quads, static_cast<int>(static_cast<std::uint8_t>(z ^ 0x80u)), cq * plane * 4);
+        std::memset(quads, z, cq * plane * 4);
         // [first, last) of the outputs i < n whose position i st + lead lies in [0, bound)
         const auto inside = [&](std::size_t n, std::size_t bound) {
             std::size_t a = 0;
@@ -1123,7 +1136,7 @@ private:
             return;
         }
         thread_local std::vector<std::uint8_t> zrow;
-        thread_local std::vector<std::int8_t> words;
+        thread_local std::vector<std::uint8_t> words;
         zrow.assign(wo, z);
         words.resize(4 * wo);
         const std::size_t nx = x1 - x0, ps = ho * wo;
@@ -1134,13 +1147,13 @@ private:
                     r[t] = (4 * q + t < channels ? e + (4 * q + t) * ps + oy * wo : zrow.data()) + x0;
                 }
                 const auto iy = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(oy) * st + lead);
-                std::int8_t* row = quads + (q * plane + iy * wb) * 4;
+                std::uint8_t* row = quads + (q * plane + iy * wb) * 4;
                 if (st == 1) {
-                    kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], nx,
-                                                         row + static_cast<std::size_t>(static_cast<std::ptrdiff_t>(x0) + lead) * 4);
+                    kernels::detail::interleave4(r[0], r[1], r[2], r[3], nx,
+                                                 row + static_cast<std::size_t>(static_cast<std::ptrdiff_t>(x0) + lead) * 4);
                     continue;
                 }
-                kernels::detail::interleave4_shifted(r[0], r[1], r[2], r[3], nx, words.data());
+                kernels::detail::interleave4(r[0], r[1], r[2], r[3], nx, words.data());
                 for (std::size_t ox = x0; ox < x1; ++ox) {
                     const auto ix = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(ox) * st + lead);
                     std::memcpy(row + ix * 4, words.data() + (ox - x0) * 4, 4);
@@ -1148,44 +1161,51 @@ private:
             }
         }
     }
-    /// integer_conv for a stride-1 geometry (g.pad 0) without any packing: the codes come as channel
-    /// quads (ceil(c / 4) h w 4 bytes per sample) and the integer product reads them where they are
-    /// (kernels::igemm_u8s8_offsets): group (tap, quad) of B is the quad's plane viewed at the tap's
-    /// offset, column oy * g.w + ox ("wide": ox >= out_w() is junk and skipped). a holds m + 1 rows
-    /// (the last of ones) over K = k k ceil(c / 4) 4 in (tap, quad, channel) order. Each sample is
-    /// one product. `quads_of(s, buf)` writes sample s's quads into buf, a per-thread buffer with
-    /// 4 k + 64 bytes of slack after them (the last tap's junk columns read 4 (k - 1) bytes past the
-    /// quads, the portable kernel up to 60 more): made right before the product, they are read from
-    /// cache.
-    template <class QuadsOf, class RowScale>
-    static void integer_conv_quads(QuadsOf&& quads_of, const conv_geometry& g, int z, const std::uint8_t* a,
+    /// out[s] (m planes of out_h() x out_w() floats, for the samples s in [s0, s0 + n)) =
+    /// row_scale(r) sum_k a[r, k] (B_s[k, p] - z) + bias[r], the convolution of geometry g (g.pad 0:
+    /// the codes are padded already) without any packing: the codes come as channel quads
+    /// (quads_of_sample, quad_layout: the unsigned codes as they are) and the integer product reads
+    /// them where they are (kernels::igemm_s8u8_offsets): group (tap, quad) of B is the quad's
+    /// plane of the tap's phase viewed at the tap's offset, column oy wc + ox ("wide": ox >= out_w()
+    /// is junk and skipped). a holds m rows of signed weight codes over K = k k ceil(c / 4) 4 in
+    /// (tap, quad, channel) order (weight_rows_quads), ra their sums: with B unsigned,
+    ///   sum_k a (b - z) = C - z ra,
+    /// so no column sums are needed. Each sample is one product. `quads_of(s, buf)` writes sample
+    /// s's quads into buf, a per-thread buffer with 4 k + 64 bytes of slack after them (the last
+    /// tap's junk columns read up to 4 (k - 1) bytes past the quads, the portable kernel up to 60
+    /// more): made right before the product, they are read from cache.
+    template <class QuadsOf, class RowScale, class Hook = detail::no_plane_hook>
+    static void integer_conv_quads(QuadsOf&& quads_of, const conv_geometry& g, int z, const std::int8_t* a,
                                    const std::int32_t* ra, std::size_t m, std::size_t s0, std::size_t n,
                                    RowScale&& row_scale, const float* bias, float* out,
-                                   detail::plane_sinks sums = {}) {
-        const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w, per4 = cq * plane * 4,
-                          kk = k2 * cq * 4, ho = g.out_h(), wo = g.out_w(), pw = ho * g.w;
+                                   detail::plane_sinks sums = {}, Hook&& hook = {}) {
+        const quad_layout l(g);
+        const std::size_t k2 = g.k * g.k, kk = k2 * l.cq * 4;
         const std::vector<std::size_t> off = quad_offsets(g);
         parallel_dynamic(n, [&](std::size_t i, int) { // each sample writes its own output
             thread_local std::vector<std::int32_t> c;
-            thread_local std::vector<std::int8_t> quads;
-            c.resize((m + 1) * pw);
-            quads.resize(per4 + 4 * g.k + 64);
+            thread_local std::vector<std::uint8_t> quads;
+            c.resize(m * l.pw);
+            quads.resize(l.bytes + 4 * g.k + 64);
             const std::size_t s = s0 + i;
             quads_of(s, quads.data());
-            const kernels::detail::offset_cols b{quads.data(), off.data(), kk, pw, k2 * cq};
-            kernels::igemm_u8s8_offsets(m + 1, a, kk, b, c.data(), pw);
-            dequantize(c.data(), pw, c.data() + m * pw, s, 1, pw, g.w, ho, wo, z, ra, m, kk, row_scale, bias, out,
-                       sums);
+            const kernels::detail::offset_cols_u8 b{quads.data(), off.data(), kk, l.pw, k2 * l.cq};
+            kernels::igemm_s8u8_offsets(m, a, kk, b, c.data(), l.pw);
+            dequantize(c.data(), s, l.wc, l.ho, l.wo, z, ra, m, row_scale, bias, out, sums, hook);
         });
     }
 
-    /// Offsets of the (tap, quad) groups of B in one sample's channel quads (integer_conv_quads).
+    /// Offsets of the (tap, quad) groups of B in one sample's channel quads (integer_conv_quads,
+    /// quad_layout): tap (ky, kx) reads phase (ky % s, kx % s) from (ky / s, kx / s) on.
     [[nodiscard]] static std::vector<std::size_t> quad_offsets(const conv_geometry& g) {
-        const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, plane = g.h * g.w;
-        std::vector<std::size_t> off(k2 * cq);
+        const quad_layout l(g);
+        const std::size_t k2 = g.k * g.k;
+        std::vector<std::size_t> off(k2 * l.cq);
         for (std::size_t tap = 0; tap < k2; ++tap) {
-            for (std::size_t q = 0; q < cq; ++q) {
-                off[tap * cq + q] = q * plane * 4 + ((tap / g.k) * g.w + tap % g.k) * 4;
+            const std::size_t ky = tap / g.k, kx = tap % g.k, phase = (ky % l.s) * l.f + kx % l.s;
+            for (std::size_t q = 0; q < l.cq; ++q) {
+                off[tap * l.cq + q] =
+                    phase * l.phase_bytes + (q * l.hc * l.wc + (ky / l.s) * l.wc + kx / l.s) * 4;
             }
         }
         return off;
@@ -1193,47 +1213,50 @@ private:
 
     /// integer_conv_quads for codes wider than 8 bits held as two limbs (code = 256 hi + lo, zero
     /// point z = 256 z_hi + z_lo): one product per limb, combined exactly per output in int64,
-    /// out = scale (256 (hi's sum) + lo's sum), each sum sum_k (a - 128)(limb - z_limb). No bias.
-    static void integer_conv_quads_limbs(const std::int8_t* hi, int z_hi, const std::int8_t* lo, int z_lo,
-                                         const conv_geometry& g, const std::uint8_t* a, const std::int32_t* ra,
-                                         std::size_t m, std::size_t s0, std::size_t n, float scale, float* out) {
+    /// out = scale (256 (hi's sum) + lo's sum), each sum sum_k a (limb - z_limb) (a the signed weight
+    /// codes, as integer_conv_quads). No bias.
+    template <class Hook>
+    static void integer_conv_quads_limbs(const std::uint8_t* hi, int z_hi, const std::uint8_t* lo, int z_lo,
+                                         const conv_geometry& g, const std::int8_t* a, const std::int32_t* ra,
+                                         std::size_t m, std::size_t s0, std::size_t n, float scale, float* out,
+                                         Hook&& hook) {
         const std::size_t k2 = g.k * g.k, cq = (g.c + 3) / 4, per4 = cq * g.h * g.w * 4, kk = k2 * cq * 4,
                           ho = g.out_h(), wo = g.out_w(), pw = ho * g.w, p = ho * wo;
+        if (g.stride != 1) {
+            throw error("frugal::quantized_conv: the limbs' product runs on stride-1 (spread) geometries only");
+        }
         const std::vector<std::size_t> off = quad_offsets(g);
-        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
         parallel_dynamic(n, [&](std::size_t i, int) { // each sample writes its own output
             thread_local std::vector<std::int32_t> ch, cl;
-            ch.resize((m + 1) * pw);
-            cl.resize((m + 1) * pw);
+            ch.resize(m * pw);
+            cl.resize(m * pw);
             const std::size_t s = s0 + i;
-            kernels::igemm_u8s8_offsets(m + 1, a, kk, kernels::detail::offset_cols{hi + s * per4, off.data(), kk, pw, k2 * cq},
+            kernels::igemm_s8u8_offsets(m, a, kk, kernels::detail::offset_cols_u8{hi + s * per4, off.data(), kk, pw, k2 * cq},
                                         ch.data(), pw);
-            kernels::igemm_u8s8_offsets(m + 1, a, kk, kernels::detail::offset_cols{lo + s * per4, off.data(), kk, pw, k2 * cq},
+            kernels::igemm_s8u8_offsets(m, a, kk, kernels::detail::offset_cols_u8{lo + s * per4, off.data(), kk, pw, k2 * cq},
                                         cl.data(), pw);
-            const std::int32_t* csh = ch.data() + m * pw; // the row of ones: the column sums of B
-            const std::int32_t* csl = cl.data() + m * pw;
             for (std::size_t r = 0; r < m; ++r) {
-                const std::int64_t rh = (128 - z_hi) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z_hi) * kk64,
-                                   rl = (128 - z_lo) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z_lo) * kk64;
+                const std::int64_t rh = -static_cast<std::int64_t>(z_hi) * ra[r],
+                                   rl = -static_cast<std::int64_t>(z_lo) * ra[r];
                 float* yo = out + (s * m + r) * p;
                 for (std::size_t oy = 0; oy < ho; ++oy) {
-                    limb_run(ch.data() + r * pw + oy * g.w, csh + oy * g.w, cl.data() + r * pw + oy * g.w,
-                             csl + oy * g.w, wo, static_cast<double>(rh), static_cast<double>(rl), scale, yo + oy * wo);
+                    limb_run(ch.data() + r * pw + oy * g.w, cl.data() + r * pw + oy * g.w, wo, static_cast<double>(rh),
+                             static_cast<double>(rl), scale, yo + oy * wo);
                 }
+                hook(s * m + r, yo);
             }
         });
     }
 
-    /// y[j] = scale (256 (ch[j] + rh - 128 csh[j]) + cl[j] + rl - 128 csl[j]): the two limbs' sums
-    /// combined in double, exactly (each below 2^40 in magnitude, the total below 2^49), then scaled
+    /// y[j] = scale (256 (ch[j] + rh) + cl[j] + rl): the two limbs' sums (rh = -z_hi ra, rl = -z_lo ra)
+    /// combined in double, exactly (each below 2^33 in magnitude, the total below 2^42), then scaled
     /// in double and rounded to float.
-    static void limb_run(const std::int32_t* __restrict ch, const std::int32_t* __restrict csh,
-                         const std::int32_t* __restrict cl, const std::int32_t* __restrict csl, std::size_t n, double rh,
-                         double rl, float scale, float* __restrict y) noexcept {
+    static void limb_run(const std::int32_t* __restrict ch, const std::int32_t* __restrict cl, std::size_t n,
+                         double rh, double rl, float scale, float* __restrict y) noexcept {
         const double sc = static_cast<double>(scale);
         for (std::size_t j = 0; j < n; ++j) {
-            const double vh = static_cast<double>(ch[j]) + rh - 128.0 * static_cast<double>(csh[j]);
-            const double vl = static_cast<double>(cl[j]) + rl - 128.0 * static_cast<double>(csl[j]);
+            const double vh = static_cast<double>(ch[j]) + rh;
+            const double vl = static_cast<double>(cl[j]) + rl;
             y[j] = static_cast<float>(sc * (256.0 * vh + vl));
         }
     }
@@ -1252,72 +1275,59 @@ private:
         }
     }
 
-    /// out[s] for the samples [first, first + cnt) of one integer product c ((m + 1) x ld, the last
-    /// row the column sums; sample s's columns at (s - first) pc, output row oy at oy cw).
-    template <class RowScale>
-    static void dequantize(const std::int32_t* c, std::size_t ld, const std::int32_t* col_sums, std::size_t first,
-                           std::size_t cnt, std::size_t pc, std::size_t cw, std::size_t ho, std::size_t wo, int z,
-                           const std::int32_t* ra, std::size_t m, std::size_t kk,
-                           RowScale&& row_scale, const float* bias, float* out, detail::plane_sinks sums) {
-        const std::size_t p = ho * wo;
-        const std::int64_t kk64 = static_cast<std::int64_t>(kk);
-        // |C| + |row| + |128 cs| <= 128 (255 + 383 + 128) K < 2^31 below K = 21000
-        const bool small = kk < 21000;
+    /// Sample s's output planes from its integer product c (m rows of ho x cw "wide" pixels, output
+    /// row oy at oy cw): out = row_scale(r) (C - z ra[r]) + bias[r]. Every term fits int32: |C - z ra|
+    /// = |sum_k a (b - z)| <= 127 * 255 K and |z ra| <= 255 * 127 K, below 2^31 for K <=
+    /// kernels::igemm_max_k. Then, while each plane is in cache: its sums into `sums` (if set) and
+    /// hook(plane index, plane).
+    template <class RowScale, class Hook = detail::no_plane_hook>
+    static void dequantize(const std::int32_t* c, std::size_t s, std::size_t cw, std::size_t ho, std::size_t wo, int z,
+                           const std::int32_t* ra, std::size_t m, RowScale&& row_scale, const float* bias, float* out,
+                           detail::plane_sinks sums, Hook&& hook = {}) {
+        const std::size_t p = ho * wo, ld = ho * cw;
         thread_local std::vector<float> wide; // narrow rows: a whole wide plane, then its rows
         for (std::size_t r = 0; r < m; ++r) {
             const float scale = row_scale(r);
-            const std::int64_t row = (128 - z) * static_cast<std::int64_t>(ra[r]) - 128 * (128 - z) * kk64;
+            const auto row = static_cast<std::int32_t>(-static_cast<std::int64_t>(z) * ra[r]);
             const float b = bias != nullptr ? bias[r] : 0.0f;
-            const auto run = [&](const std::int32_t* co, const std::int32_t* cs, std::size_t n, float* yo) {
-                if (small) {
-                    dequantize_run(co, cs, n, static_cast<std::int32_t>(row), scale, b, yo);
-                    return;
+            float* yo = out + (s * m + r) * p;
+            const std::int32_t* co = c + r * ld;
+            if (cw == wo) { // no junk columns: one run
+                dequantize_run(co, p, row, scale, b, yo);
+            } else if (wo >= 16) {
+                for (std::size_t oy = 0; oy < ho; ++oy) {
+                    dequantize_run(co + oy * cw, wo, row, scale, b, yo + oy * wo);
                 }
-                for (std::size_t j = 0; j < n; ++j) {
-                    const std::int64_t v = co[j] + row - 128 * static_cast<std::int64_t>(cs[j]);
-                    yo[j] = scale * static_cast<float>(v) + b;
-                }
-            };
-            for (std::size_t s = 0; s < cnt; ++s) {
-                float* yo = out + ((first + s) * m + r) * p;
-                const std::int32_t* co = c + r * ld + s * pc;
-                const std::int32_t* cs = col_sums + s * pc;
-                if (cw == wo) { // no junk columns: one run
-                    run(co, cs, p, yo);
-                } else if (wo >= 16) {
-                    for (std::size_t oy = 0; oy < ho; ++oy) {
-                        run(co + oy * cw, cs + oy * cw, wo, yo + oy * wo);
-                    }
-                } else { // rows shorter than a vector: the wide plane in one run, then its rows
-                    const std::size_t span = (ho - 1) * cw + wo;
-                    wide.resize(span);
-                    run(co, cs, span, wide.data());
-                    for (std::size_t oy = 0; oy < ho; ++oy) {
-                        detail::copy_short(yo + oy * wo, wide.data() + oy * cw, wo * sizeof(float));
-                    }
-                }
-                if (sums.ranges != nullptr) { // the plane is still in cache
-                    const kernels::moments mo = kernels::sum_squares_min_max(yo, p);
-                    sums.sums[(first + s) * m + r] = {mo.sum, mo.squares};
-                    sums.ranges[(first + s) * m + r] = {mo.lo, mo.hi};
-                } else if (sums.sums != nullptr) {
-                    sums.sums[(first + s) * m + r] = kernels::sum_and_squares(yo, p);
+            } else { // rows shorter than a vector: the wide plane in one run, then its rows
+                const std::size_t span = (ho - 1) * cw + wo;
+                wide.resize(span);
+                dequantize_run(co, span, row, scale, b, wide.data());
+                for (std::size_t oy = 0; oy < ho; ++oy) {
+                    detail::copy_short(yo + oy * wo, wide.data() + oy * cw, wo * sizeof(float));
                 }
             }
+            if (sums.ranges != nullptr) { // the plane is still in cache
+                const kernels::moments mo = kernels::sum_squares_min_max(yo, p);
+                sums.sums[s * m + r] = {mo.sum, mo.squares};
+                sums.ranges[s * m + r] = {mo.lo, mo.hi};
+            } else if (sums.sums != nullptr) {
+                sums.sums[s * m + r] = kernels::sum_and_squares(yo, p);
+            }
+            hook(s * m + r, static_cast<const float*>(yo));
         }
     }
-    /// y[j] = scale (c[j] + row - 128 cs[j]) + b, every term in int32 (dequantize's `small` case).
-    static void dequantize_run(const std::int32_t* __restrict c, const std::int32_t* __restrict cs, std::size_t n,
-                               std::int32_t row, float scale, float b, float* __restrict y) noexcept {
+    /// y[j] = scale (c[j] + row) + b, in int32 (see dequantize).
+    static void dequantize_run(const std::int32_t* __restrict c, std::size_t n, std::int32_t row, float scale, float b,
+                               float* __restrict y) noexcept {
         using simd::fbatch;
         using simd::ibatch;
         const auto at = [&](std::size_t j) {
-            const ibatch v = ibatch::load_unaligned(c + j) + ibatch(row) - (ibatch::load_unaligned(cs + j) << 7);
+            const ibatch v = ibatch::load_unaligned(c + j) + ibatch(row);
             xsimd::fma(fbatch(scale), xsimd::to_float(v), fbatch(b)).store_unaligned(y + j);
         };
         if (n < simd::width) {
             for (std::size_t j = 0; j < n; ++j) {
-                y[j] = simd::fma1(scale, static_cast<float>(c[j] + row - 128 * cs[j]), b);
+                y[j] = simd::fma1(scale, static_cast<float>(c[j] + row), b);
             }
             return;
         }
@@ -1363,10 +1373,11 @@ private:
     std::vector<value_range> out_ranges_;           // with out_sums_: the output planes' [min, max]
     value_range running_{};
     shape4 x_shape_{};
-    std::vector<std::uint8_t> qx_, qg_, qe_, aw_, at_;
+    std::vector<std::uint8_t> qx_, qg_, qe_;
+    std::vector<std::int8_t> awq_, at_; // integer_conv_quads' weight rows: forward's, dx's
     std::vector<std::uint16_t> qg16_, qe16_; // error codes wider than 8 bits
     std::vector<std::uint8_t> qgl_, qel_;    // their low limbs (qg_ and qe_ then hold the high ones)
-    std::vector<std::int8_t> spread4_, spread4l_; // channel quads of wide errors (integer_conv_quads_limbs)
+    std::vector<std::uint8_t> spread4_, spread4l_; // channel quads of wide errors (integer_conv_quads_limbs)
     std::vector<value_range> ranges_; // per (sample, channel) plane
     quantized_tensor<std::int8_t, 4> qw_;
     std::vector<std::int32_t> raw_, rat_;

@@ -54,11 +54,13 @@ public:
     /// Whether the convolutions take the plane ranges of their input and output gradient from the
     /// caller and give the plane sums of their output (quantized_conv): the batch norms next to
     /// them then keep those ranges in the passes that write the tensors and take the sums as their
-    /// statistics, and each side skips a pass of its own.
+    /// statistics, and each side skips a pass of its own; and hand each plane of their input
+    /// gradient to a hook as they write it (bn1's first backward pass rides on conv2's).
     static constexpr bool conv_takes_ranges =
         requires(conv_type& c, context& ctx, const tensor4& t, const std::vector<value_range>* r) {
             c.forward(ctx, t, r);
             c.backward(ctx, t, r);
+            c.backward(ctx, t, r, [](std::size_t, const float*) {});
             c.input_ranges();
             c.keep_output_sums(true);
             c.output_sums();
@@ -502,11 +504,14 @@ private:
             m->unary(slot_.id(), phase::backward_input, op_kind::add, fp32, n);
         }
     }
-    /// conv1's input gradient from bn2's: conv2, bn1, conv1.
+    /// conv1's input gradient from bn2's: conv2, bn1, conv1. A quantized conv2 hands bn1 each plane
+    /// of its input gradient as it writes it (bn1's first backward pass, batchnorm::plane_sums).
     const tensor4& backward_below_bn2(context& ctx, const tensor4& d2) {
         if constexpr (conv_takes_ranges) {
-            const tensor4& g = conv2_.backward(ctx, d2, bn2_.input_grad_ranges());
-            const tensor4& d1 = bn1_.backward(ctx, g);
+            bn1_.begin_plane_sums();
+            const tensor4& g = conv2_.backward(ctx, d2, bn2_.input_grad_ranges(),
+                                               [this](std::size_t plane, const float* v) { bn1_.plane_sums(plane, v); });
+            const tensor4& d1 = bn1_.backward_from_plane_sums(ctx, g);
             return conv1_.backward(ctx, d1, bn1_.input_grad_ranges());
         } else {
             return conv1_.backward(ctx, bn1_.backward(ctx, conv2_.backward(ctx, d2)));

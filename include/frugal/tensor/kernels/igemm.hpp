@@ -9,7 +9,10 @@
 /// gives unsigned codes 0..2^b-1 (activations, errors after the zero point is
 /// moved out), symmetric quantization gives signed codes (weights). A layer
 /// that has unsigned codes on both sides shifts one of them by -128 and adds
-/// 128 * (column sums) back; `packed_s8::col_sums` holds those sums.
+/// 128 * (column sums) back; `packed_s8::col_sums` holds those sums. A
+/// product of signed weights and unsigned codes takes the weights as A
+/// (`igemm_s8u8_offsets`): the codes then stay as they are and the zero-point
+/// correction needs only the weights' row sums.
 ///
 /// B is packed once per call site (`pack_s8`): groups of four rows are
 /// interleaved per column, [k/4][n rounded up to 16][4], which is the operand
@@ -56,10 +59,11 @@ namespace frugal::kernels {
 /// Longest inner dimension whose int32 sums cannot overflow: 255 * 128 * k < 2^31.
 inline constexpr std::size_t igemm_max_k = 65793;
 
-/// The plain triple loop: the oracle of the tests.
-inline void igemm_u8s8_reference(std::size_t m, std::size_t n, std::size_t k, const std::uint8_t* a,
-                                 std::size_t lda, const std::int8_t* b, std::size_t ldb, std::int32_t* c,
-                                 std::size_t ldc) noexcept {
+/// The plain triple loop in int64, for either pairing of 8-bit operands (uint8 A x int8 B, as
+/// igemm_u8s8; int8 A x uint8 B, as igemm_s8u8_offsets): the oracle of the tests.
+template <class TA, class TB>
+inline void igemm_reference(std::size_t m, std::size_t n, std::size_t k, const TA* a, std::size_t lda, const TB* b,
+                            std::size_t ldb, std::int32_t* c, std::size_t ldc) noexcept {
     for (std::size_t i = 0; i < m; ++i) {
         for (std::size_t j = 0; j < n; ++j) {
             std::int64_t s = 0;
@@ -73,6 +77,7 @@ inline void igemm_u8s8_reference(std::size_t m, std::size_t n, std::size_t k, co
 
 /// B (k x n, int8) in the kernel's layout, with its column sums.
 struct packed_s8 {
+    using byte = std::int8_t;                    ///< signed codes
     static constexpr std::size_t col_block = 16; ///< columns are padded to a multiple of this
     std::size_t k = 0, n = 0;
     std::size_t groups = 0;  ///< ceil(k / 4)
@@ -136,6 +141,17 @@ inline void pack_layout(std::size_t k, std::size_t n, packed_s8& out, bool sums 
         out.col_sums.assign(n, 0);
     } else {
         out.col_sums.clear();
+    }
+}
+/// Four rows of n bytes interleaved into n 4-byte words, as they are.
+inline void interleave4(const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1,
+                        const std::uint8_t* __restrict r2, const std::uint8_t* __restrict r3, std::size_t n,
+                        std::uint8_t* __restrict d) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        d[4 * i] = r0[i];
+        d[4 * i + 1] = r1[i];
+        d[4 * i + 2] = r2[i];
+        d[4 * i + 3] = r3[i];
     }
 }
 /// Four rows of n unsigned codes interleaved into n 4-byte words of (code - 128), without sums.
@@ -346,44 +362,70 @@ inline void pack_conv_u8_shifted(const std::uint8_t* codes, std::size_t per_samp
 namespace detail {
 
 /// Four consecutive bytes of a row from group g on, zero past k, as one int32.
-inline std::int32_t load4(const std::uint8_t* row, std::size_t g, std::size_t k) noexcept {
+inline std::int32_t load4(const void* row, std::size_t g, std::size_t k) noexcept {
     std::int32_t v = 0;
     const std::size_t at = g * 4;
-    std::memcpy(&v, row + at, std::min<std::size_t>(4, k - at));
+    std::memcpy(&v, static_cast<const std::uint8_t*>(row) + at, std::min<std::size_t>(4, k - at));
     return v;
 }
 
-/// Rows of A at a fixed distance (a row-major matrix).
-struct strided_rows {
-    const std::uint8_t* a;
+/// Rows of A at a fixed distance (a row-major matrix) of `Byte`s: uint8 (unsigned codes, B then
+/// signed) or int8 (signed codes, B then unsigned).
+template <class Byte>
+struct basic_strided_rows {
+    using byte = Byte;
+    const Byte* a;
     std::size_t lda;
-    [[nodiscard]] const std::uint8_t* row(std::size_t r) const noexcept { return a + r * lda; }
-    [[nodiscard]] strided_rows from(std::size_t i) const noexcept { return {a + i * lda, lda}; }
+    [[nodiscard]] const Byte* row(std::size_t r) const noexcept { return a + r * lda; }
+    [[nodiscard]] basic_strided_rows from(std::size_t i) const noexcept { return {a + i * lda, lda}; }
 };
-/// B given as groups of four rows anywhere: group g (four int8 per column, columns contiguous) at
-/// base + off[g] (an implicit packing, e.g. channel quads of interleaved codes viewed at a tap's
+using strided_rows = basic_strided_rows<std::uint8_t>;
+/// B given as groups of four rows anywhere: group g (four `Byte`s per column, columns contiguous)
+/// at base + off[g] (an implicit packing, e.g. channel quads of interleaved codes viewed at a tap's
 /// offset). The VNNI path reads no column past n (masked loads); the
 /// portable path reads whole blocks of 16 columns, up to 60 bytes past a
 /// group's last column.
-struct offset_cols {
-    const std::int8_t* base;
+template <class Byte>
+struct basic_offset_cols {
+    using byte = Byte;
+    const Byte* base;
     const std::size_t* off;
     std::size_t k = 0, n = 0, groups = 0; ///< k = 4 groups
-    [[nodiscard]] const std::int8_t* group(std::size_t g) const noexcept { return base + off[g]; }
+    [[nodiscard]] const Byte* group(std::size_t g) const noexcept { return base + off[g]; }
 };
+using offset_cols_u8 = basic_offset_cols<std::uint8_t>;
 /// Rows of A anywhere (an implicit im2col: each row a view into the codes).
 struct pointer_rows {
+    using byte = std::uint8_t;
     const std::uint8_t* const* p;
     [[nodiscard]] const std::uint8_t* row(std::size_t r) const noexcept { return p[r]; }
     [[nodiscard]] pointer_rows from(std::size_t i) const noexcept { return {p + i}; }
 };
 
+/// Whether A holds the signed operand (int8 rows, unsigned B) rather than the unsigned one.
+template <class Rows, class Cols>
+inline constexpr bool signed_rows = std::is_same_v<typename Rows::byte, std::int8_t>;
+template <class Rows, class Cols>
+inline constexpr bool operands_ok =
+    std::is_same_v<typename Rows::byte, std::uint8_t> != std::is_same_v<typename Cols::byte, std::uint8_t> &&
+    (std::is_same_v<typename Rows::byte, std::uint8_t> || std::is_same_v<typename Rows::byte, std::int8_t>) &&
+    (std::is_same_v<typename Cols::byte, std::uint8_t> || std::is_same_v<typename Cols::byte, std::int8_t>);
+
 #if FRUGAL_IGEMM_VNNI
 /// R rows (R <= 12) x up to 16 V columns (V = 1 or 2 vectors) starting at column j0; Acc: C += instead
-/// of C =.
+/// of C =. vpdpbusd multiplies unsigned bytes (its first operand) by signed ones (its second):
+/// A's broadcast word is the first when A is unsigned, the second when A is signed.
 template <int R, int V, bool Acc, class Rows, class Cols>
 inline void igemm_vnni_block(Rows a, const Cols& b, std::size_t j0, std::size_t cols, std::int32_t* c,
                              std::size_t ldc) noexcept {
+    static_assert(operands_ok<Rows, Cols>, "one operand of the 8-bit product is uint8, the other int8");
+    const auto dot = [](__m512i acc, __m512i av, __m512i bv) {
+        if constexpr (signed_rows<Rows, Cols>) {
+            return _mm512_dpbusd_epi32(acc, bv, av);
+        } else {
+            return _mm512_dpbusd_epi32(acc, av, bv);
+        }
+    };
     __mmask16 mask[V];
     for (int v = 0; v < V; ++v) {
         const std::size_t lo = 16 * static_cast<std::size_t>(v);
@@ -391,7 +433,7 @@ inline void igemm_vnni_block(Rows a, const Cols& b, std::size_t j0, std::size_t 
                                   : (cols <= lo ? __mmask16(0) : static_cast<__mmask16>((1u << (cols - lo)) - 1u));
     }
     __m512i acc[R][V];
-    const std::uint8_t* ar[R];
+    const typename Rows::byte* ar[R];
     for (int r = 0; r < R; ++r) {
         ar[r] = a.row(static_cast<std::size_t>(r));
         for (int v = 0; v < V; ++v) {
@@ -409,7 +451,7 @@ inline void igemm_vnni_block(Rows a, const Cols& b, std::size_t j0, std::size_t 
     // kernel's speed on this CPU)
     const auto groups = [&](auto load) {
         for (std::size_t g = 0; g < full; ++g) {
-            const std::int8_t* bp = b.group(g) + j0 * 4;
+            const auto* bp = b.group(g) + j0 * 4;
             for (int v = 0; v < V; ++v) {
                 bv[v] = load(bp + 64 * v, v);
             }
@@ -418,25 +460,25 @@ inline void igemm_vnni_block(Rows a, const Cols& b, std::size_t j0, std::size_t 
                 std::memcpy(&x, ar[r] + g * 4, 4);
                 const __m512i av = _mm512_set1_epi32(x);
                 for (int v = 0; v < V; ++v) {
-                    acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+                    acc[r][v] = dot(acc[r][v], av, bv[v]);
                 }
             }
         }
     };
     if (cols >= 16 * static_cast<std::size_t>(V)) {
-        groups([](const std::int8_t* p, int) { return _mm512_loadu_si512(p); });
+        groups([](const void* p, int) { return _mm512_loadu_si512(p); });
     } else {
-        groups([&](const std::int8_t* p, int v) { return _mm512_maskz_loadu_epi32(mask[v], p); });
+        groups([&](const void* p, int v) { return _mm512_maskz_loadu_epi32(mask[v], p); });
     }
     if (full < b.groups) { // the last, partial group
-        const std::int8_t* bp = b.group(full) + j0 * 4;
+        const auto* bp = b.group(full) + j0 * 4;
         for (int v = 0; v < V; ++v) {
             bv[v] = _mm512_maskz_loadu_epi32(mask[v], bp + 64 * v); // never past the last column
         }
         for (int r = 0; r < R; ++r) {
             const __m512i av = _mm512_set1_epi32(load4(ar[r], full, b.k));
             for (int v = 0; v < V; ++v) {
-                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+                acc[r][v] = dot(acc[r][v], av, bv[v]);
             }
         }
     }
@@ -454,17 +496,20 @@ inline void igemm_vnni_block(Rows a, const Cols& b, std::size_t j0, std::size_t 
 template <int R, bool Acc, class Rows, class Cols>
 inline void igemm_generic_block(Rows a, const Cols& b, std::size_t j0, std::size_t cols, std::int32_t* c,
                                 std::size_t ldc) noexcept {
+    static_assert(operands_ok<Rows, Cols>, "one operand of the 8-bit product is uint8, the other int8");
     constexpr std::size_t nb = packed_s8::col_block;
     std::int32_t acc[R][nb] = {};
     for (std::size_t g = 0; g < b.groups; ++g) {
-        const std::int8_t* bp = b.group(g) + j0 * 4;
+        const auto* bp = b.group(g) + j0 * 4;
         for (int r = 0; r < R; ++r) {
-            std::uint8_t av[4];
+            typename Rows::byte av[4];
             const std::int32_t v = load4(a.row(static_cast<std::size_t>(r)), g, b.k);
             std::memcpy(av, &v, 4);
             for (std::size_t j = 0; j < nb; ++j) {
-                acc[r][j] += static_cast<std::int32_t>(av[0]) * bp[j * 4] + static_cast<std::int32_t>(av[1]) * bp[j * 4 + 1] +
-                             static_cast<std::int32_t>(av[2]) * bp[j * 4 + 2] + static_cast<std::int32_t>(av[3]) * bp[j * 4 + 3];
+                acc[r][j] += static_cast<std::int32_t>(av[0]) * static_cast<std::int32_t>(bp[j * 4]) +
+                             static_cast<std::int32_t>(av[1]) * static_cast<std::int32_t>(bp[j * 4 + 1]) +
+                             static_cast<std::int32_t>(av[2]) * static_cast<std::int32_t>(bp[j * 4 + 2]) +
+                             static_cast<std::int32_t>(av[3]) * static_cast<std::int32_t>(bp[j * 4 + 3]);
             }
         }
     }
@@ -555,14 +600,16 @@ inline void igemm_u8s8_rows_accumulate(std::size_t m, const std::uint8_t* const*
     detail::igemm_rows<true>(m, detail::pointer_rows{rows}, b, c, ldc);
 }
 
-/// C (m x b.n, leading dimension ldc) = A (m x b.k, uint8, leading dimension
-/// lda) * B where B is not packed but viewed in place (detail::offset_cols:
-/// group g of four rows at base + off[g], 4-byte words per column, b.k a
-/// multiple of 4). The portable path may read 60 bytes past a group's last
-/// column (see detail::offset_cols).
-inline void igemm_u8s8_offsets(std::size_t m, const std::uint8_t* a, std::size_t lda, const detail::offset_cols& b,
+/// C (m x b.n, leading dimension ldc) = A (m x b.k, int8: signed codes, leading dimension lda) * B
+/// (uint8: unsigned codes) where B is not packed but viewed in place (detail::offset_cols_u8:
+/// group g of four rows at base + off[g], 4-byte words per column, b.k a multiple of 4), exactly
+/// (|a b| <= 128 * 255 as for igemm_u8s8). With the signed weights as A and the unsigned codes
+/// as they are in B, a layer's zero-point correction needs only A's row sums (no shifted operand,
+/// no column sums). The portable path may read 60 bytes past a group's last column (see
+/// detail::basic_offset_cols).
+inline void igemm_s8u8_offsets(std::size_t m, const std::int8_t* a, std::size_t lda, const detail::offset_cols_u8& b,
                                std::int32_t* c, std::size_t ldc) noexcept {
-    detail::igemm_rows<false>(m, detail::strided_rows{a, lda}, b, c, ldc);
+    detail::igemm_rows<false>(m, detail::basic_strided_rows<std::int8_t>{a, lda}, b, c, ldc);
 }
 
 /// igemm_u8s8 with the rows of A and C split over frugal's threads.

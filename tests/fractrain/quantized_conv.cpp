@@ -662,6 +662,9 @@ TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give t
         ca.random = fr::rng(23);
         cb.random = fr::rng(23);
         const fr::tensor4 dx1 = b.backward(ca, dy);
+        // what a caller adds a gate's gradient into: the tensor backward returned (with an identity
+        // shortcut, conv1's input gradient with the shortcut's added plane by plane)
+        CHECK(std::equal(dx1.begin(), dx1.end(), b.input_grad_buffer().begin()));
         REQUIRE(b.bn2().input_grad_ranges() != nullptr);
         REQUIRE(b.bn1().input_grad_ranges() != nullptr);
         fr::tensor4 gated = dy;

@@ -115,6 +115,10 @@ public:
         return run_forward(ctx, xg_);
     }
 
+    /// The input gradient the last backward returned, writable: a caller may change it in place
+    /// before the next backward (quantized_conv's float path hands its planes to a hook).
+    [[nodiscard]] tensor4& input_grad_buffer() noexcept { return dx_; }
+
     const tensor4& backward(context& ctx, const tensor4& dy) {
         cost_meter* m = meter(ctx);
         const auto start = std::chrono::steady_clock::now();

@@ -163,6 +163,14 @@ void he_normal(tensor<float, N>& w, std::size_t fan_in, rng& g) {
     }
 }
 
+namespace detail {
+/// A plane hook that does nothing: what a backward that hands each plane of its input gradient to
+/// a hook (quantized_conv::backward) takes without one.
+struct no_plane_hook {
+    void operator()(std::size_t, const float*) const noexcept {}
+};
+} // namespace detail
+
 } // namespace frugal
 
 #endif

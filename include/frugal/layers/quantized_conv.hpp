@@ -107,10 +107,6 @@ struct plane_sinks {
     std::pair<float, float>* sums = nullptr;
     value_range* ranges = nullptr;
 };
-/// A plane hook that does nothing (quantized_conv::backward without one).
-struct no_plane_hook {
-    void operator()(std::size_t, const float*) const noexcept {}
-};
 /// memcpy for the short runs of this layer (an image row: 7 to 30 bytes, or floats): moves of 32,
 /// 16, 8 and 4 bytes with constant sizes, which the compiler emits inline; a library call per row
 /// cost more than the copy (3% of the 8-bit training step).
@@ -488,16 +484,21 @@ public:
     const tensor4& backward(context& ctx, const tensor4& dy, const std::vector<value_range>* dy_ranges = nullptr) {
         return backward(ctx, dy, dy_ranges, detail::no_plane_hook{});
     }
+    /// The input gradient the last backward returned, writable (a caller may change it in place
+    /// before the next backward).
+    [[nodiscard]] tensor4& input_grad_buffer() noexcept { return float_mode_ ? float_.input_grad_buffer() : dx_; }
     /// backward(ctx, dy, dy_ranges) that also calls hook(i, values) for every plane i (index
-    /// n * C + c, values its h * w floats) of the input gradient once it is written, while it is in
-    /// cache (the integer paths: right after the plane's dequantization; the float path: after the
-    /// whole gradient), from any thread, each plane once. What a batch norm before this layer
-    /// takes its backward's first pass from (batchnorm::plane_sums). Not called without an input
-    /// gradient (set_input_grad(false)).
+    /// n * C + c, values its h * w floats, float*) of the input gradient once it is written, while
+    /// it is in cache (the integer paths: right after the plane's dequantization; the float path:
+    /// after the whole gradient), from any thread, each plane once. The hook may change the plane:
+    /// what it leaves is the returned gradient. What a batch norm before this layer takes its
+    /// backward's first pass from (batchnorm::plane_sums), and what a block adds its shortcut's
+    /// gradient in with. Not called without an input gradient (set_input_grad(false)).
     template <class Hook>
     const tensor4& backward(context& ctx, const tensor4& dy, const std::vector<value_range>* dy_ranges, Hook&& hook) {
         if (float_mode_) {
-            const tensor4& dx = float_.backward(ctx, dy);
+            (void)float_.backward(ctx, dy);
+            tensor4& dx = float_.input_grad_buffer();
             if (input_grad()) {
                 const std::size_t planes = dx.shape()[0] * dx.shape()[1], hw = dx.shape()[2] * dx.shape()[3];
                 parallel_chunks(planes, [&](std::size_t lo, std::size_t hi, int) {
@@ -1313,7 +1314,7 @@ private:
             } else if (sums.sums != nullptr) {
                 sums.sums[s * m + r] = kernels::sum_and_squares(yo, p);
             }
-            hook(s * m + r, static_cast<const float*>(yo));
+            hook(s * m + r, yo);
         }
     }
     /// y[j] = scale (c[j] + row) + b, in int32 (see dequantize).

@@ -60,7 +60,8 @@ public:
         requires(conv_type& c, context& ctx, const tensor4& t, const std::vector<value_range>* r) {
             c.forward(ctx, t, r);
             c.backward(ctx, t, r);
-            c.backward(ctx, t, r, [](std::size_t, const float*) {});
+            c.backward(ctx, t, r, [](std::size_t, float*) {});
+            c.input_grad_buffer();
             c.input_ranges();
             c.keep_output_sums(true);
             c.output_sums();
@@ -298,7 +299,24 @@ public:
             ensure_shape(dx_, shape_of(db));
             add(db.data(), ds.data(), dx_.data(), db.size());
             count_sum(ctx, db.size());
+            dx_in_conv1_ = false;
             return dx_;
+        }
+        if constexpr (conv_takes_ranges) {
+            if (input_grad_ && !proj_) {
+                // identity shortcut: the gated output gradient is added into each plane of conv1's
+                // input gradient as conv1 writes it, which is then the block's (no pass of its own)
+                const std::size_t hw = dy.shape()[2] * dy.shape()[3];
+                (void)backward_below_bn2(ctx, bn2_.backward_gated(ctx, dy, flags_.data()),
+                                         [&](std::size_t plane, float* v) {
+                                             const std::size_t at = plane * hw;
+                                             add_gated_run(v, dy.data() + at, flags_.data() + at, v, hw);
+                                         });
+                dx_in_conv1_ = true;
+                tensor4& dx = conv1_.input_grad_buffer();
+                count_sum(ctx, dx.size());
+                return dx;
+            }
         }
         const tensor4& db = backward_below_bn2(ctx, bn2_.backward_gated(ctx, dy, flags_.data()));
         const tensor4* ds = nullptr; // the projection's input gradient, or (nullptr) dy gated by the flags
@@ -315,12 +333,20 @@ public:
             add_gated(db.data(), dy.data(), flags_.data(), dx_.data(), db.size());
         }
         count_sum(ctx, db.size());
+        dx_in_conv1_ = false;
         return dx_;
     }
 
     /// The tensor the last backward returned when the block's input needs a gradient: a caller may
     /// add into it (a gate's gradient) before the next backward, instead of copying it.
-    [[nodiscard]] tensor4& input_grad_buffer() noexcept { return dx_; }
+    [[nodiscard]] tensor4& input_grad_buffer() noexcept {
+        if constexpr (conv_takes_ranges) {
+            if (dx_in_conv1_) {
+                return conv1_.input_grad_buffer();
+            }
+        }
+        return dx_;
+    }
 
     void collect_parameters(std::vector<parameter>& ps) {
         conv1_.collect_parameters(ps);
@@ -481,16 +507,21 @@ public:
     /// c = a + (flags ? b : 0), vectorized and spread over the threads.
     static void add_gated(const float* a, const float* b, const std::uint8_t* flags, float* c, std::size_t n) {
         parallel_spans(n, 16384, [&](std::size_t lo, std::size_t hi) {
-            using simd::fbatch;
-            std::size_t i = lo;
-            for (; i + simd::width <= hi; i += simd::width) {
-                const fbatch bv = xsimd::select(simd::load_flags(flags + i), fbatch::load_unaligned(b + i), fbatch(0.0f));
-                (fbatch::load_unaligned(a + i) + bv).store_unaligned(c + i);
-            }
-            for (; i < hi; ++i) {
-                c[i] = a[i] + (flags[i] != 0 ? b[i] : 0.0f);
-            }
+            add_gated_run(a + lo, b + lo, flags + lo, c + lo, hi - lo);
         });
+    }
+    /// add_gated over one run, on the calling thread (c may be a).
+    static void add_gated_run(const float* a, const float* b, const std::uint8_t* flags, float* c,
+                              std::size_t n) noexcept {
+        using simd::fbatch;
+        std::size_t i = 0;
+        for (; i + simd::width <= n; i += simd::width) {
+            const fbatch bv = xsimd::select(simd::load_flags(flags + i), fbatch::load_unaligned(b + i), fbatch(0.0f));
+            (fbatch::load_unaligned(a + i) + bv).store_unaligned(c + i);
+        }
+        for (; i < n; ++i) {
+            c[i] = a[i] + (flags[i] != 0 ? b[i] : 0.0f);
+        }
     }
 
     /// c = a + b, vectorized and spread over the threads.
@@ -505,14 +536,16 @@ private:
         }
     }
     /// conv1's input gradient from bn2's: conv2, bn1, conv1. A quantized conv2 hands bn1 each plane
-    /// of its input gradient as it writes it (bn1's first backward pass, batchnorm::plane_sums).
-    const tensor4& backward_below_bn2(context& ctx, const tensor4& d2) {
+    /// of its input gradient as it writes it (bn1's first backward pass, batchnorm::plane_sums), and
+    /// conv1 hands each plane of its input gradient to `hook1` (which may change it in place).
+    template <class Hook1 = detail::no_plane_hook>
+    const tensor4& backward_below_bn2(context& ctx, const tensor4& d2, Hook1&& hook1 = {}) {
         if constexpr (conv_takes_ranges) {
             bn1_.begin_plane_sums();
             const tensor4& g = conv2_.backward(ctx, d2, bn2_.input_grad_ranges(),
                                                [this](std::size_t plane, const float* v) { bn1_.plane_sums(plane, v); });
             const tensor4& d1 = bn1_.backward_from_plane_sums(ctx, g);
-            return conv1_.backward(ctx, d1, bn1_.input_grad_ranges());
+            return conv1_.backward(ctx, d1, bn1_.input_grad_ranges(), hook1);
         } else {
             return conv1_.backward(ctx, bn1_.backward(ctx, conv2_.backward(ctx, d2)));
         }
@@ -583,6 +616,7 @@ private:
     batchnorm bn2_;
     std::optional<std::pair<conv_type, batchnorm>> proj_;
     tensor4 y_, dsum_, dx_;
+    bool dx_in_conv1_ = false; // the last backward returned conv1's input gradient (input_grad_buffer)
     std::vector<value_range> out_ranges_; // the output's plane ranges (conv_takes_ranges, training)
     bool out_ok_ = false;
     std::vector<std::uint8_t> flags_; // the residual ReLU's gate (output > 0), kept by a training forward

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -176,8 +177,8 @@ TEST_CASE("quantized_conv: forward, dx and dW equal the integer-exact reference 
         {2, 3, 10, 8, 4, 3, 2, 1},  // stride 2 with a last input row no output reaches
         {2, 4, 8, 7, 5, 1, 2, 0},   // 1x1 stride 2 (a projection shortcut)
         {2, 3, 11, 10, 4, 3, 3, 1}, // stride 3: nine phase planes, one tap each
-        {1, 5, 9, 8, 3, 5, 2, 2},   // 5x5 stride 2: up to three taps per phase plane
-        {2, 2, 9, 7, 3, 2, 3, 0},   // stride wider than the kernel: four of nine phases used
+        {1, 5, 9, 8, 3, 5, 2, 2},   // 5x5 stride 2: up to nine taps per phase plane
+        {2, 2, 9, 7, 3, 2, 3, 0},   // stride wider than the kernel: four phases built, of nine
         {1, 2, 5, 6, 3, 1, 1, 1},   // padding wider than the kernel: border outputs see only padding
         {3, 1, 190, 190, 2, 3, 1, 1}, // large images: dW's int32 products split into several groups
         {1, 1, 256, 256, 1, 3, 1, 1}, // wider than one int32-exact product: dW per image, not "wide"
@@ -379,12 +380,15 @@ TEST_CASE("quantized_conv: the backward's plane hook sees every plane of dx once
         fr::bit_widths widths;
         std::size_t stride;
         bool groups;
+        std::size_t side; // image side: 18 makes rows of 16 or more (dequantized row by row)
     };
-    for (const config cf : {config{{8, 8, 8}, 1, false}, config{{6, 5, 8}, 2, false}, config{{8, 8, 12}, 1, false},
-                            config{fr::bit_widths::full(), 1, false}, config{{8, 8, 8}, 1, true}}) {
+    for (const config cf : {config{{8, 8, 8}, 1, false, 9}, config{{6, 5, 8}, 2, false, 9},
+                            config{{8, 8, 12}, 1, false, 9}, config{fr::bit_widths::full(), 1, false, 9},
+                            config{{8, 8, 8}, 1, true, 9}, config{{8, 8, 8}, 1, false, 18}}) {
         CAPTURE(cf.widths.name());
         CAPTURE(cf.stride);
         CAPTURE(cf.groups);
+        CAPTURE(cf.side);
         fr::quantized_conv a(5, 6, 3, {cf.stride, 1, false}, cf.widths);
         fr::rng g(31);
         a.reset_parameters(g);
@@ -393,21 +397,26 @@ TEST_CASE("quantized_conv: the backward's plane hook sees every plane of dx once
             a.set_groups({{2, {8, 8, 8}}, {1, {4, 8, 6}}});
             b.set_groups({{2, {8, 8, 8}}, {1, {4, 8, 6}}});
         }
-        const fr::tensor4 x = random_input({3, 5, 9, 9}, g, -1.0f, 1.0f);
+        const fr::tensor4 x = random_input({3, 5, cf.side, cf.side}, g, -1.0f, 1.0f);
         fr::context ca, cb;
         ca.random = fr::rng(3);
         cb.random = fr::rng(3);
         const fr::tensor4 y = a.forward(ca, x);
         (void)b.forward(cb, x);
         const fr::tensor4 dy = random_input(fr::shape_of(y), g, -1.0f, 1.0f);
-        const std::size_t planes = 3 * 5, hw = 81;
+        const std::size_t planes = 3 * 5, hw = cf.side * cf.side;
         std::vector<int> calls(planes, 0);
         std::vector<float> seen(planes * hw, -99.0f);
+        std::atomic<int> out_of_range{0}; // (no assertion inside the parallel region)
         const fr::tensor4& dx = a.backward(ca, dy, nullptr, [&](std::size_t i, const float* v) {
-            REQUIRE(i < planes);
+            if (i >= planes) {
+                ++out_of_range;
+                return;
+            }
             ++calls[i]; // distinct planes: no two threads write the same entry
             std::copy(v, v + hw, seen.begin() + static_cast<std::ptrdiff_t>(i * hw));
         });
+        CHECK(out_of_range.load() == 0);
         CHECK(std::all_of(calls.begin(), calls.end(), [](int c) { return c == 1; }));
         REQUIRE(dx.size() == seen.size());
         CHECK(std::equal(seen.begin(), seen.end(), dx.data()));
@@ -615,9 +624,14 @@ TEST_CASE("quantized_conv: the straight-through gradient passes a finite-differe
 TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give the result of measuring them") {
     // basic_block<quantized_conv_maker> hands bn1's output ranges to conv2's forward, conv1's input
     // ranges to the projection, and each batch norm's input-gradient ranges to the convolution
-    // before it; the same block run step by step without them (every convolution measures its own
-    // ranges) must give bit-identical results
+    // before it; conv2 hands bn1 the planes of its input gradient (bn1's first backward pass) and
+    // an identity block adds its shortcut's gradient into conv1's input gradient plane by plane;
+    // the same block run step by step without any of it (every convolution measures its own
+    // ranges) must give bit-identical results, at 8-bit and 12-bit (two-limb) errors and at full
+    // precision (the float path's hook)
+    for (const fr::bit_widths widths : {fr::bit_widths{8, 8, 8}, fr::bit_widths{6, 8, 12}, fr::bit_widths::full()})
     for (const std::size_t stride : {std::size_t{1}, std::size_t{2}}) {
+        CAPTURE(widths.name());
         CAPTURE(stride);
         using block = fr::basic_block<fr::quantized_conv_maker>;
         block b(4, stride == 1 ? 4 : 8, stride);
@@ -626,14 +640,20 @@ TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give t
         for (auto& v : b.bn1().beta()) {
             v = 0.3f * (g.uniform() - 0.5f);
         }
+        b.conv1().set_precision(widths);
+        b.conv2().set_precision(widths);
+        if (b.has_projection()) {
+            b.projection_conv().set_precision(widths);
+        }
         block c = b; // the same weights, run without the ranges
         const fr::tensor4 x = random_input({3, 4, 9, 9}, g, -0.5f, 1.5f);
         fr::context ca, cb;
         ca.random = fr::rng(17);
         cb.random = fr::rng(17);
         const fr::tensor4 y1 = b.forward(ca, x);
+        const bool integer = !widths.is_full(); // (full precision: float convolutions, no ranges handed over)
         REQUIRE(b.bn1().output_ranges() != nullptr);
-        REQUIRE(b.conv1().input_ranges() != nullptr); // what the projection was handed
+        REQUIRE((b.conv1().input_ranges() != nullptr) == integer); // what the projection was handed
         // the kept ranges are the planes' exact [min, max]
         {
             const fr::tensor4& a = b.bn1().forward(cb, b.conv1().forward(cb, x)); // recompute on b itself
@@ -667,6 +687,7 @@ TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give t
         CHECK(std::equal(dx1.begin(), dx1.end(), b.input_grad_buffer().begin()));
         REQUIRE(b.bn2().input_grad_ranges() != nullptr);
         REQUIRE(b.bn1().input_grad_ranges() != nullptr);
+        CAPTURE(integer);
         fr::tensor4 gated = dy;
         for (std::size_t i = 0; i < gated.size(); ++i) {
             gated.data()[i] = y1.data()[i] > 0.0f ? dy.data()[i] : 0.0f;
@@ -688,6 +709,21 @@ TEST_CASE("quantized_conv in a basic block: the batch norms' plane ranges give t
         for (std::size_t i = 0; i < b.conv2().weight_grad().size(); ++i) {
             REQUIRE(b.conv2().weight_grad().data()[i] == c.conv2().weight_grad().data()[i]);
         }
+        // bn1's gradients (its first pass from conv2's planes) and bn2's
+        CHECK(std::equal(b.bn1().gamma_grad().begin(), b.bn1().gamma_grad().end(), c.bn1().gamma_grad().begin()));
+        CHECK(std::equal(b.bn2().gamma_grad().begin(), b.bn2().gamma_grad().end(), c.bn2().gamma_grad().begin()));
+        std::vector<fr::parameter> pb, pc;
+        b.bn1().collect_parameters(pb);
+        c.bn1().collect_parameters(pc);
+        CHECK(std::equal(pb[1].grad.begin(), pb[1].grad.end(), pc[1].grad.begin())); // dbeta
+        // after an evaluation forward (no gate flags kept) the backward computes the gate and adds
+        // the shortcut in a pass of its own: what it returns is again input_grad_buffer()
+        fr::context ev;
+        ev.mode = fr::run_mode::eval;
+        (void)b.forward(ev, x);
+        const fr::tensor4 dxe = b.backward(ev, dy);
+        CHECK(std::equal(dxe.begin(), dxe.end(), b.input_grad_buffer().begin()));
+        CHECK(b.input_grad_buffer().data() != b.conv1().input_grad_buffer().data());
     }
 }
 

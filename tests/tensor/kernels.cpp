@@ -174,45 +174,6 @@ TEST_CASE("packing unsigned codes (plain and transposed) equals pack_s8 of the s
                     fr::error);
 }
 
-TEST_CASE("packing convolution codes in one pass equals im2col followed by pack_u8_shifted") {
-    fr::rng g(9);
-    fr::kernels::packed_s8 p;
-    struct shape {
-        std::size_t c, h, w, k, stride, count;
-    };
-    // already-padded planes (pad 0); odd channel counts make the last group of four rows partial
-    for (const shape sh : {shape{1, 5, 5, 3, 1, 1}, shape{3, 9, 8, 3, 1, 2}, shape{5, 11, 9, 3, 2, 3},
-                           shape{4, 6, 7, 1, 2, 2}, shape{2, 12, 10, 5, 1, 1}, shape{16, 30, 30, 3, 1, 2}}) {
-        const fr::conv_geometry geo{sh.c, sh.h, sh.w, sh.k, sh.stride, 0};
-        const std::size_t per = sh.c * sh.h * sh.w + 7, p = geo.cols(), ld = sh.count * p; // + 7: samples need not abut
-        std::vector<std::uint8_t> codes(sh.count * per);
-        for (auto& v : codes) {
-            v = static_cast<std::uint8_t>(g.below(256));
-        }
-        std::vector<std::uint8_t> col(geo.rows() * ld);
-        for (std::size_t s = 0; s < sh.count; ++s) {
-            fr::im2col_padded(codes.data() + s * per, geo, col.data() + s * p, ld, std::uint8_t{0});
-        }
-        fr::kernels::packed_s8 ref, fused;
-        fr::kernels::pack_u8_shifted(geo.rows(), ld, col.data(), ld, ref);
-        fused.data.assign(ref.data.size() + 100, 77); // a dirty buffer
-        fr::kernels::pack_conv_u8_shifted(codes.data(), per, geo, sh.count, fused);
-        INFO("c " << sh.c << " k " << sh.k << " stride " << sh.stride << " samples " << sh.count);
-        REQUIRE(fused.data.size() == ref.data.size());
-        CHECK(fused.data == ref.data);
-        CHECK(fused.col_sums == ref.col_sums);
-        CHECK(fused.k == ref.k);
-        CHECK(fused.n == ref.n);
-        fr::kernels::packed_s8 nosums;
-        fr::kernels::pack_conv_u8_shifted(codes.data(), per, geo, sh.count, nosums, false);
-        CHECK(nosums.data == ref.data);
-        CHECK(nosums.col_sums.empty());
-    }
-    std::vector<std::uint8_t> codes(64);
-    CHECK_THROWS_AS(fr::kernels::pack_conv_u8_shifted(codes.data(), 16, fr::conv_geometry{1, 4, 4, 3, 1, 1}, 1, p),
-                    fr::error);
-}
-
 TEST_CASE("int8 gemm of signed A and unsigned B viewed in place (groups at offsets) equals the reference") {
     fr::rng g(6);
     for (std::size_t m : {1u, 5u, 8u, 13u, 17u}) {

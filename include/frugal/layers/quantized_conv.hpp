@@ -6,8 +6,8 @@
 /// integer kernels (FracTrain's quantized layer, SPEC §3.2 with the
 /// quantizers of §0), for real, not simulated:
 ///
-/// - forward  `y = conv(Q_a(x), Q_w(w))`: uint8 activation codes x int8
-///   weight codes, int32 sums (kernels::igemm_u8s8);
+/// - forward  `y = conv(Q_a(x), Q_w(w))`: int8 weight codes x uint8
+///   activation codes, int32 sums (kernels::igemm_s8u8_offsets);
 /// - backward `dx = conv^T(Q_g(s_w dy), codes(w))` and `dW = Q_g(dy) (x) Q_a(x)`,
 ///   from the error quantized at the error width, also on the integer kernel;
 /// - the straight-through estimator: dx and dW are handed on as the
@@ -51,16 +51,16 @@
 /// unsigned codes b as they are as B (kernels::igemm_s8u8_offsets):
 ///   sum w (b - z) = sum w b - z sum w,
 /// one igemm plus the weights' row sums. dW (both operands unsigned) takes
-/// A = codes + 128 (uint8) and B int8 = codes - 128, with `a - 128` and
-/// `b + 128` restoring the codes:
-///   sum (a - 128)(b + 128 - z) = sum a b + (128 - z) sum a - 128 sum b - 128 (128 - z) K
-/// one igemm plus row and column sums.
+/// A = the activation codes x as they are (uint8) and B = the error codes
+/// g - 128 (int8):
+///   sum (x - zx)(g - zg) = sum x (g - 128) + (128 - zg) sum x - zx sum (g - 128) - zx (128 - zg) K
+/// one igemm plus row and column sums (dw_correct).
 ///
 /// Layout (what makes the step faster than FP32; docs/fractrain.md, "How the
 /// layer feeds the kernel"): codes are stored padded; the forward and dx
 /// products read channel quads over "wide" pixels (integer_conv_quads; a
-/// stride s cuts the input into s x s phase planes, each tap a stride-1 view
-/// of one of them), made for each sample right before its product (with its
+/// stride s cuts the input into its phase planes, min(s, k)^2 of them, each
+/// tap a stride-1 view of one), made for each sample right before its product (with its
 /// codes, or its error roundings) so that they are read from cache; dx is the
 /// forward correlation of the spread error with the flipped kernel, and dW
 /// takes an implicit im2col as row pointers.
@@ -497,7 +497,7 @@ public:
     template <class Hook>
     const tensor4& backward(context& ctx, const tensor4& dy, const std::vector<value_range>* dy_ranges, Hook&& hook) {
         if (float_mode_) {
-            (void)float_.backward(ctx, dy);
+            const tensor4& returned = float_.backward(ctx, dy);
             tensor4& dx = float_.input_grad_buffer();
             if (input_grad()) {
                 const std::size_t planes = dx.shape()[0] * dx.shape()[1], hw = dx.shape()[2] * dx.shape()[3];
@@ -516,7 +516,7 @@ public:
                 }
                 std::copy(ps.back().grad.begin(), ps.back().grad.end(), bias_grad_.begin());
             }
-            return dx;
+            return input_grad() ? dx : returned; // (without an input gradient, what conv2d returns: empty)
         }
         cost_meter* m = meter(ctx);
         if (!have_forward_) {
@@ -1250,7 +1250,7 @@ private:
     }
 
     /// y[j] = scale (256 (ch[j] + rh) + cl[j] + rl): the two limbs' sums (rh = -z_hi ra, rl = -z_lo ra)
-    /// combined in double, exactly (each below 2^33 in magnitude, the total below 2^42), then scaled
+    /// combined in double, exactly (each below 2^31 in magnitude, the total below 2^40), then scaled
     /// in double and rounded to float.
     static void limb_run(const std::int32_t* __restrict ch, const std::int32_t* __restrict cl, std::size_t n,
                          double rh, double rl, float scale, float* __restrict y) noexcept {

@@ -616,7 +616,8 @@ private:
     batchnorm bn2_;
     std::optional<std::pair<conv_type, batchnorm>> proj_;
     tensor4 y_, dsum_, dx_;
-    bool dx_in_conv1_ = false; // the last backward returned conv1's input gradient (input_grad_buffer)
+    bool dx_in_conv1_ = false; // the last backward returned conv1's input gradient (input_grad_buffer; after a
+                               // backward that threw, either buffer, as its contents)
     std::vector<value_range> out_ranges_; // the output's plane ranges (conv_takes_ranges, training)
     bool out_ok_ = false;
     std::vector<std::uint8_t> flags_; // the residual ReLU's gate (output > 0), kept by a training forward

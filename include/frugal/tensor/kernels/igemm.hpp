@@ -2,8 +2,9 @@
 #define FRUGAL_TENSOR_KERNELS_IGEMM_HPP
 
 /// @file
-/// Exact 8-bit integer matrix multiplication: C (int32) = A (uint8) * B (int8),
-/// row-major, the product every quantized layer of frugal reduces to.
+/// Exact 8-bit integer matrix multiplication: C (int32) = A (uint8) * B (int8)
+/// or A (int8) * B (uint8), row-major, the product every quantized layer of
+/// frugal reduces to.
 ///
 /// The operand types follow the quantizers: range quantization (SPEC §0)
 /// gives unsigned codes 0..2^b-1 (activations, errors after the zero point is
@@ -44,7 +45,6 @@
 #endif
 
 #include "frugal/error.hpp"
-#include "frugal/tensor/im2col.hpp"
 #include "frugal/tensor/parallel.hpp"
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
@@ -154,17 +154,6 @@ inline void interleave4(const std::uint8_t* __restrict r0, const std::uint8_t* _
         d[4 * i + 3] = r3[i];
     }
 }
-/// Four rows of n unsigned codes interleaved into n 4-byte words of (code - 128), without sums.
-inline void interleave4_shifted(const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1,
-                                const std::uint8_t* __restrict r2, const std::uint8_t* __restrict r3, std::size_t n,
-                                std::int8_t* __restrict d) noexcept {
-    for (std::size_t i = 0; i < n; ++i) {
-        d[4 * i] = static_cast<std::int8_t>(r0[i] ^ 0x80u);
-        d[4 * i + 1] = static_cast<std::int8_t>(r1[i] ^ 0x80u);
-        d[4 * i + 2] = static_cast<std::int8_t>(r2[i] ^ 0x80u);
-        d[4 * i + 3] = static_cast<std::int8_t>(r3[i] ^ 0x80u);
-    }
-}
 } // namespace detail
 
 /// Packs B = (codes - 128) for unsigned codes (k x n, row-major, leading
@@ -265,98 +254,6 @@ inline void pack_u8_shifted_transposed(std::size_t k, std::size_t n, const std::
         }
         out.col_sums[j] = sum - 128 * static_cast<std::int32_t>(k);
     }
-}
-
-namespace detail {
-/// Four rows of n unsigned codes interleaved into n 4-byte words of (code - 128), with their
-/// sums (minus 512) added to sm. Restrict-qualified so that the compiler vectorizes it.
-inline void interleave4_shifted(const std::uint8_t* __restrict r0, const std::uint8_t* __restrict r1,
-                                const std::uint8_t* __restrict r2, const std::uint8_t* __restrict r3, std::size_t n,
-                                std::int8_t* __restrict d, std::int32_t* __restrict sm) noexcept {
-    for (std::size_t i = 0; i < n; ++i) {
-        d[4 * i] = static_cast<std::int8_t>(r0[i] ^ 0x80u);
-        d[4 * i + 1] = static_cast<std::int8_t>(r1[i] ^ 0x80u);
-        d[4 * i + 2] = static_cast<std::int8_t>(r2[i] ^ 0x80u);
-        d[4 * i + 3] = static_cast<std::int8_t>(r3[i] ^ 0x80u);
-        sm[i] += static_cast<std::int32_t>(r0[i]) + static_cast<std::int32_t>(r1[i]) + static_cast<std::int32_t>(r2[i]) +
-                 static_cast<std::int32_t>(r3[i]) - 512;
-    }
-}
-/// One row of a partial group: byte t of n words, with the row's shifted codes added to sm.
-inline void place_shifted(const std::uint8_t* r, std::size_t step, std::size_t n, std::size_t t, std::int8_t* d,
-                          std::int32_t* sm) noexcept {
-    for (std::size_t i = 0; i < n; ++i) {
-        const auto v = static_cast<std::int8_t>(static_cast<int>(r[i * step]) - 128);
-        d[4 * i + t] = v;
-        if (sm != nullptr) {
-            sm[i] += v;
-        }
-    }
-}
-/// Rows 4 grp + t (t < rows) of the column matrix, starting at x + at[t], every `step`-th code,
-/// as n words at d; their shifted codes added to sm unless it is null.
-inline void pack_run(const std::uint8_t* x, const std::size_t at[4], std::size_t rows, std::size_t step,
-                     std::size_t n, std::int8_t* d, std::int32_t* sm) noexcept {
-    if (rows == 4 && step == 1 && sm != nullptr) {
-        interleave4_shifted(x + at[0], x + at[1], x + at[2], x + at[3], n, d, sm);
-    } else if (rows == 4 && step == 1) {
-        interleave4_shifted(x + at[0], x + at[1], x + at[2], x + at[3], n, d);
-    } else {
-        for (std::size_t t = 0; t < rows; ++t) {
-            place_shifted(x + at[t], step, n, t, d, sm);
-        }
-    }
-}
-/// The offsets, within one sample's padded codes, of the first input of rows 4 grp .. 4 grp + 3 of
-/// the im2col matrix (row = (channel, ky, kx)).
-inline std::size_t conv_row_offsets(const conv_geometry& g, std::size_t k, std::size_t grp, std::size_t at[4]) noexcept {
-    const std::size_t rows = std::min<std::size_t>(4, k - 4 * grp), k2 = g.k * g.k, plane = g.h * g.w;
-    for (std::size_t t = 0; t < 4; ++t) {
-        at[t] = 0;
-    }
-    for (std::size_t t = 0; t < rows; ++t) {
-        const std::size_t r = 4 * grp + t, c = r / k2, tap = r % k2;
-        at[t] = c * plane + (tap / g.k) * g.w + tap % g.k;
-    }
-    return rows;
-}
-/// The packer of padded convolution codes: per sample, out_h() runs of out_w() columns (each
-/// input line `stride` lines apart, every `stride`-th code).
-inline void pack_conv(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g, std::size_t count,
-                      packed_s8& out, bool sums, const char* where) {
-    const std::size_t k = g.rows(), lines = g.out_h(), run = g.out_w(), step = g.stride, per = lines * run;
-    check_pack_k(k, where);
-    pack_layout(k, count * per, out, sums);
-    for (std::size_t grp = 0; grp < out.groups; ++grp) {
-        std::size_t at[4];
-        const std::size_t rows = conv_row_offsets(g, k, grp, at);
-        std::int8_t* dst = out.data.data() + grp * out.stride * 4;
-        for (std::size_t s = 0; s < count; ++s) {
-            for (std::size_t line = 0; line < lines; ++line) {
-                const std::size_t j0 = s * per + line * run;
-                pack_run(codes + s * per_sample + line * g.stride * g.w, at, rows, step, run, dst + 4 * j0,
-                         sums ? out.col_sums.data() + j0 : nullptr);
-            }
-        }
-    }
-}
-} // namespace detail
-
-/// im2col and pack_u8_shifted in one pass, without the column matrix: packs
-/// B = (im2col codes - 128) for `count` consecutive samples side by side
-/// (columns sample-major, each sample's g.cols() output pixels in order).
-/// `codes` holds the samples' unsigned codes (c x h x w each, `per_sample`
-/// apart) already padded: g.pad must be 0 (a layer pads its codes once, with
-/// the code of 0.0). Equal to im2col_padded of each sample into a k x n
-/// matrix followed by pack_u8_shifted (tests/tensor/kernels.cpp). Without
-/// `sums`, col_sums is left empty (a caller that gets them otherwise).
-/// @throws frugal::error when g.pad != 0 or the inner dimension is out of range
-inline void pack_conv_u8_shifted(const std::uint8_t* codes, std::size_t per_sample, const conv_geometry& g,
-                                 std::size_t count, packed_s8& out, bool sums = true) {
-    if (g.pad != 0) {
-        throw error("frugal::kernels::pack_conv_u8_shifted: the codes must be padded already (pad 0)");
-    }
-    detail::pack_conv(codes, per_sample, g, count, out, sums, "frugal::kernels::pack_conv_u8_shifted");
 }
 
 namespace detail {

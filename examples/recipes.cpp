@@ -15,6 +15,7 @@
 // (--resume off trains every run from the start).
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -53,6 +54,7 @@ struct settings {
     std::size_t epochs = 12;
     std::size_t recipe_epochs = 12; ///< nominal epochs of the non-baseline runs
     double lr = 0.1, sign_lr = frugal::signsgd::default_lr;
+    double gate_lr = 0.0; ///< SLU gates' learning rate (0: the run's)
     std::string schedule = "step";
     std::filesystem::path out;
     bool resume = true;
@@ -62,18 +64,23 @@ template <class Recipe>
 frugal::run_report run(const settings& s, frugal::batch_loader& train_data, frugal::batch_loader& test_data) {
     const std::string name = Recipe::name();
     std::printf("\n== %s: %s\n", name.c_str(), Recipe::name() == "fp32" ? "the FP32 SGD baseline" : "recipe");
-    auto net = Recipe::make_model(s.opts);
-    auto opt = Recipe::make_optimizer(frugal::parameters_of(net), s.opts);
+    const bool sign = Recipe::psg || Recipe::signsgd;
+    const double lr = sign ? s.sign_lr : s.lr;
+    frugal::recipe_options opts = s.opts;
+    if (s.gate_lr > 0.0) { // the gates' own rate, as a multiple of this run's
+        opts.slu.gate_lr_scale = static_cast<float>(s.gate_lr / lr);
+    }
+    auto net = Recipe::make_model(opts);
+    auto opt = Recipe::make_optimizer(frugal::parameters_of(net), opts);
     const std::size_t epochs = Recipe::name() == "fp32" ? s.epochs : s.recipe_epochs;
     const std::uint64_t iters = epochs * train_data.batches_per_epoch();
-    auto sched = Recipe::make_schedule(s.opts, iters);
+    auto sched = Recipe::make_schedule(opts, iters);
     frugal::fit_options o;
     o.epochs = epochs;
     o.seed = s.opts.seed;
     o.out_dir = s.out.empty() ? std::filesystem::path{} : s.out / name;
     o.resume = s.resume;
-    const bool sign = Recipe::psg || Recipe::signsgd;
-    o.schedule = cli::named_schedule(s.schedule, sign ? s.sign_lr : s.lr, iters);
+    o.schedule = cli::named_schedule(s.schedule, lr, iters);
     if constexpr (Recipe::pfq) {
         std::printf("precision: %s\n", sched.describe().c_str());
     }
@@ -93,11 +100,17 @@ frugal::run_report run(const settings& s, frugal::batch_loader& train_data, frug
             stack.reset_eval_report();
         }
     };
-    const auto result = frugal::fit(net, opt, train_data, &test_data, o, Recipe::make_sampler(s.opts), &sched);
+    const auto result = frugal::fit(net, opt, train_data, &test_data, o, Recipe::make_sampler(opts), &sched);
     std::map<std::string, std::string> settings{{"recipe", name},
                                                 {"epochs", std::to_string(epochs)},
-                                                {"lr", std::to_string(sign ? s.sign_lr : s.lr)},
+                                                {"lr", std::to_string(lr)},
                                                 {"schedule", s.schedule}};
+    if constexpr (Recipe::psg) {
+        settings["sign_scope"] = opts.psg_scope == frugal::sign_scope::all ? "all" : "weights";
+    }
+    if constexpr (Recipe::slu) {
+        settings["gate_lr"] = std::to_string(lr * static_cast<double>(opts.slu.gate_lr_scale));
+    }
     frugal::run_report report = frugal::make_report(name, "resnet" + std::to_string(s.opts.depth), result.history,
                                                     result.meter, settings);
     if (!o.out_dir.empty()) {
@@ -139,6 +152,10 @@ int main(int argc, char** argv) try {
     s.schedule = a.str("schedule", "step", "learning-rate schedule: step (x0.1 at 50% and 75%) or cosine");
     s.opts.drop_probability = a.real("drop", 0.5, "SMD: probability of dropping a mini-batch");
     s.opts.slu.target_exec = static_cast<float>(1.0 - a.real("skip", 0.4, "SLU: target share of skipped blocks"));
+    s.gate_lr = a.real("gate-lr", 0.0, "SLU: learning rate of the gate network (0: the run's)");
+    const std::string scope =
+        a.str("sign-scope", "all", "PSG: parameters the sign covers: all, or weights (batch norm, biases and gates "
+                                   "keep exact gradients)");
     const std::string pfq_at =
         a.str("pfq-at", "0.4,0.7,0.9", "PFQ: fractions of the run where the next stage starts (empty: the indicator)");
     const long seed = a.integer("seed", 1, "seed of initialisation, shuffling, augmentation and sampling");
@@ -155,6 +172,13 @@ int main(int argc, char** argv) try {
     if (s.epochs == 0 || batch <= 0 || recipe_epochs < 0) {
         a.fail("--epochs and --batch must be positive, --recipe-epochs positive or 0");
     }
+    if (!(s.lr > 0.0) || !(s.sign_lr > 0.0) || !(s.gate_lr >= 0.0) || !std::isfinite(s.lr + s.sign_lr + s.gate_lr)) {
+        a.fail("--lr and --sign-lr must be positive and finite, --gate-lr finite and positive or 0");
+    }
+    if (scope != "all" && scope != "weights") {
+        a.fail("--sign-scope must be all or weights, not '" + scope + "'");
+    }
+    s.opts.psg_scope = scope == "all" ? frugal::sign_scope::all : frugal::sign_scope::weights;
     s.recipe_epochs = recipe_epochs > 0 ? static_cast<std::size_t>(recipe_epochs) : s.epochs;
     s.opts.seed = static_cast<std::uint64_t>(seed);
     s.opts.slu.validate();

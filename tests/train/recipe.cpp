@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <frugal/cost/energy.hpp>
 #include <frugal/data/batch.hpp>
@@ -57,6 +58,33 @@ TEST_CASE("recipe rejects PFQ switch points outside the run") {
     CHECK_THROWS_WITH_AS((void)all::make_schedule(o, 100), doctest::Contains("(0, 1), not 1.5"), fr::error);
     o.pfq_switch_at = {0.4, 0.7};
     CHECK_THROWS_WITH_AS((void)all::make_schedule(o, 100), doctest::Contains("need 3 switch steps, got 2"), fr::error);
+}
+
+TEST_CASE("recipe passes PSG's sign scope to its gradient rule, inside the slimming penalty too") {
+    using psg = fr::recipe<tq::psg>;
+    fr::recipe_options o;
+    o.depth = 8;
+    auto net = psg::make_model(o);
+    auto opt = psg::make_optimizer(fr::parameters_of(net), o);
+    CHECK(opt.gradient_rule().scope == fr::sign_scope::all); // the default: signSGD's form
+    o.psg_scope = fr::sign_scope::weights;
+    auto opt_w = psg::make_optimizer(fr::parameters_of(net), o);
+    CHECK(opt_w.gradient_rule().scope == fr::sign_scope::weights);
+    auto slim = psg_slim::make_model(o);
+    auto opt_s = psg_slim::make_optimizer(fr::parameters_of(slim), o);
+    CHECK(opt_s.gradient_rule().inner.scope == fr::sign_scope::weights);
+    // the rule acts on the scope: a batch-norm scale's gradient stays exact, a weight's is signed
+    fr::parameter bn_scale, weight;
+    bn_scale.role = fr::param_role::bn_scale;
+    weight.role = fr::param_role::weight;
+    std::vector<float> g{0.25f, -0.5f, 0.0f};
+    opt_w.gradient_rule().apply(bn_scale, g);
+    CHECK(g == std::vector<float>{0.25f, -0.5f, 0.0f});
+    opt_w.gradient_rule().apply(weight, g);
+    CHECK(g == std::vector<float>{1.0f, -1.0f, 0.0f});
+    g = {0.25f, -0.5f, 0.0f};
+    opt.gradient_rule().apply(bn_scale, g);
+    CHECK(g == std::vector<float>{1.0f, -1.0f, 0.0f});
 }
 
 TEST_CASE("a combined recipe trains: batches dropped, blocks skipped, precision rising, loss falling") {

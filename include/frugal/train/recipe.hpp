@@ -112,6 +112,10 @@ struct recipe_options {
     double drop_probability = 0.5; ///< SMD's p
     slu_options slu{};             ///< SLU gates (target executed share, regularizer)
     psg_options psg{};             ///< PSG bit widths and beta
+    /// PSG: which parameters take the sign (`all`: signSGD's form; `weights`:
+    /// conv/linear weights only, batch norm, biases and SLU's gates keep
+    /// their exact gradient, e.g. with `slu.gate_lr_scale` for the gates).
+    sign_scope psg_scope = sign_scope::all;
     float slimming_lambda = 1e-4f; ///< EB's L1 strength
     /// PFQ: stages, and the fractions of the run where each next stage starts
     /// (empty: the turning-point indicator decides, SPEC 3.2).
@@ -217,6 +221,16 @@ struct recipe {
         gradient_rule g{};
         if constexpr (slimming) {
             g.lambda = o.slimming_lambda;
+        }
+        if constexpr (psg) {
+            base_gradient& b = [&]() -> base_gradient& {
+                if constexpr (slimming) {
+                    return g.inner;
+                } else {
+                    return g;
+                }
+            }();
+            b.scope = o.psg_scope;
         }
         return optimizer_type(std::move(params), u, g);
     }

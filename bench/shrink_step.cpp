@@ -1,12 +1,13 @@
 // Early-Bird's real saving: the training step (forward, backward, SGD) of a
-// CIFAR ResNet shrunk to a ticket (prune/shrink.hpp) against the dense
-// network, interleaved in one process, median of the runs; the counted
-// saving is the meter's MACs per step. The ticket is the last mask of an
-// early_bird search (its masks.txt), or, without one, the global threshold
-// at `ratio` over batch-norm scales drawn at random (seeded).
+// CIFAR ResNet or of VGG-16-BN shrunk to a ticket (prune/shrink.hpp) against
+// the dense network, interleaved in one process, median of the runs; the
+// counted saving is the meter's MACs per step. The ticket is the last mask
+// of an early_bird search (its masks.txt), or, without one, the global
+// threshold at `ratio` over batch-norm scales drawn at random (seeded).
 //
-//   build/bench/bench_shrink_step [depth] [steps] [runs] [threads] [ratio] [masks.txt]
+//   build/bench/bench_shrink_step [depth|vgg16] [steps] [runs] [threads] [ratio] [masks.txt]
 //   e.g. build/release/bench/bench_shrink_step 20 8 5 2 0.5 runs/eb/eb-50/search/masks.txt
+//        build/release/bench/bench_shrink_step vgg16 4 5 2 0.5
 
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include <frugal/model/zoo/resnet.hpp>
+#include <frugal/model/zoo/vgg.hpp>
 #include <frugal/numeric/random.hpp>
 #include <frugal/prune/mask.hpp>
 #include <frugal/prune/shrink.hpp>
@@ -34,22 +36,15 @@ std::uint64_t step_macs(bench::train_subject& s) {
     return macs;
 }
 
-} // namespace
-
-int main(int argc, char** argv) try {
-    const std::size_t depth = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 20;
-    const int steps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 8;
-    const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 5;
-    const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
-    const double ratio = argc > 5 ? std::atof(argv[5]) : 0.5;
-    const std::string masks = argc > 6 ? argv[6] : "";
-    frugal::set_num_threads(threads);
+/// Dense `Net` against its shrunk ticket; `label` names the network.
+template <class Net>
+int compare(Net dense, const std::string& label, int steps, int runs, int threads, double ratio,
+            const std::string& masks) {
     bench::fashion_batches fm;
-    auto dense = frugal::cifar_resnet(depth);
     frugal::channel_mask mask;
     if (masks.empty()) {
         frugal::rng g(3);
-        frugal::prune_rules<decltype(dense)>::for_each(dense, [&](frugal::batchnorm& bn) {
+        frugal::prune_rules<Net>::for_each(dense, [&](frugal::batchnorm& bn) {
             for (std::size_t c = 0; c < bn.channels(); ++c) {
                 bn.gamma()(c) = g.uniform();
             }
@@ -58,13 +53,17 @@ int main(int argc, char** argv) try {
     } else {
         mask = frugal::ticket_mask(dense, ratio); // the layout; the bits come from the file's last line
         std::ifstream in(masks);
+        if (!in) {
+            std::fprintf(stderr, "%s: cannot be read\n", masks.c_str());
+            return 2;
+        }
         std::string epoch, bits, last;
         while (in >> epoch >> bits) {
             last = bits;
         }
         if (last.size() != mask.keep.size()) {
-            std::fprintf(stderr, "%s: no mask of ResNet-%zu in it (%zu bits, the model has %zu channels)\n",
-                         masks.c_str(), depth, last.size(), mask.keep.size());
+            std::fprintf(stderr, "%s: no mask of %s in it (%zu bits, the model has %zu channels)\n", masks.c_str(),
+                         label.c_str(), last.size(), mask.keep.size());
             return 2;
         }
         for (std::size_t i = 0; i < last.size(); ++i) {
@@ -83,8 +82,8 @@ int main(int argc, char** argv) try {
     const double td = bench::median_of(t[0]), ts = bench::median_of(t[1]);
     const double counted = 1.0 - static_cast<double>(macs_shrunk) / static_cast<double>(macs_dense);
     const double measured = 1.0 - ts / td;
-    std::printf("ResNet-%zu, batch 128, %d threads, %d steps x %d runs (median); ticket: %s, %zu of %zu channels kept\n",
-                depth, threads, steps, runs, masks.empty() ? "random scales" : masks.c_str(), mask.kept(),
+    std::printf("%s, batch 128, %d threads, %d steps x %d runs (median); ticket: %s, %zu of %zu channels kept\n",
+                label.c_str(), threads, steps, runs, masks.empty() ? "random scales" : masks.c_str(), mask.kept(),
                 mask.size());
     for (std::size_t i = 0; i < subjects.size(); ++i) {
         std::printf("%-8s %8.1f ms/step  %.3g MACs/step  runs:", subjects[i].name.c_str(),
@@ -96,9 +95,27 @@ int main(int argc, char** argv) try {
     }
     std::printf("counted MAC saving %.1f%%, measured step-time saving %.1f%%: %.0f%% realized\n", 100 * counted,
                 100 * measured, 100 * measured / counted);
-    std::printf("BENCH shrink_step depth=%zu counted=%.4f measured=%.4f realized=%.3f\n", depth, counted, measured,
-                measured / counted);
+    std::printf("BENCH shrink_step model=%s counted=%.4f measured=%.4f realized=%.3f\n", label.c_str(), counted,
+                measured, measured / counted);
     return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) try {
+    const std::string model = argc > 1 ? argv[1] : "20";
+    const int steps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 8;
+    const int runs = argc > 3 ? std::max(1, std::atoi(argv[3])) : 5;
+    const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
+    const double ratio = argc > 5 ? std::atof(argv[5]) : 0.5;
+    const std::string masks = argc > 6 ? argv[6] : "";
+    frugal::set_num_threads(threads);
+    if (model == "vgg16") {
+        return compare(frugal::vgg16(), "VGG-16-BN", steps, runs, threads, ratio, masks);
+    }
+    const std::size_t depth = std::strtoul(model.c_str(), nullptr, 10);
+    return compare(frugal::cifar_resnet(depth), "ResNet-" + std::to_string(depth), steps, runs, threads, ratio,
+                   masks);
 } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_shrink_step: %s\n", e.what());
     return 1;

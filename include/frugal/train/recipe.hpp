@@ -222,15 +222,10 @@ struct recipe {
         if constexpr (slimming) {
             g.lambda = o.slimming_lambda;
         }
-        if constexpr (psg) {
-            base_gradient& b = [&]() -> base_gradient& {
-                if constexpr (slimming) {
-                    return g.inner;
-                } else {
-                    return g;
-                }
-            }();
-            b.scope = o.psg_scope;
+        if constexpr (psg && slimming) {
+            g.inner.scope = o.psg_scope;
+        } else if constexpr (psg) {
+            g.scope = o.psg_scope;
         }
         return optimizer_type(std::move(params), u, g);
     }

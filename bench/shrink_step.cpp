@@ -113,6 +113,11 @@ int main(int argc, char** argv) try {
     if (model == "vgg16") {
         return compare(frugal::vgg16(), "VGG-16-BN", steps, runs, threads, ratio, masks);
     }
+    if (model.empty() || model.find_first_not_of("0123456789") != std::string::npos) {
+        std::fprintf(stderr, "bench_shrink_step: the model must be vgg16 or a ResNet depth (20, 38, ...), not '%s'\n",
+                     model.c_str());
+        return 2;
+    }
     const std::size_t depth = std::strtoul(model.c_str(), nullptr, 10);
     return compare(frugal::cifar_resnet(depth), "ResNet-" + std::to_string(depth), steps, runs, threads, ratio,
                    masks);

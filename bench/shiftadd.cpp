@@ -7,6 +7,8 @@
 //
 //   build/bench/bench_shiftadd [runs]
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -114,6 +116,30 @@ int main(int argc, char** argv) {
         std::printf("%-20s %-22s %12.2f %12.2f %12.2f %8.1f %8.1f\n", "shift fixed fwd", s.what,
                     sops * reps / f_ref * 1e-9, sops * reps / f_one * 1e-9, sops * reps / f_mt * 1e-9, f_ref / f_one,
                     f_ref / f_mt);
+        // the int32 kernel (exponent runs), on inputs small enough for it: max_run * max|x| < 2^31,
+        // against the same reference (its time does not depend on the values)
+        const std::int64_t bound = ((std::int64_t{1} << 31) - 1) / static_cast<std::int64_t>(std::max<std::size_t>(1, w.max_run));
+        std::vector<std::int32_t> x32(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            x32[i] = static_cast<std::int32_t>(x[i] % (bound + 1));
+        }
+        frugal::set_num_threads(1);
+        const double h_one = bench::median_seconds([&] {
+            for (int i = 0; i < reps; ++i) {
+                frugal::kernels::shift_fixed32(w, -14, s.n, x32.data(), s.n, y.data(), s.n);
+            }
+            bench::keep(y);
+        }, runs);
+        frugal::set_num_threads(all);
+        const double h_mt = bench::median_seconds([&] {
+            for (int i = 0; i < reps; ++i) {
+                frugal::kernels::shift_fixed32_parallel(w, -14, s.n, x32.data(), s.n, y.data(), s.n);
+            }
+            bench::keep(y);
+        }, runs);
+        std::printf("%-20s %-22s %12.2f %12.2f %12.2f %8.1f %8.1f   (int64 kernel: x%.2f, 1 thread)\n",
+                    "shift fixed32 fwd", s.what, sops * reps / f_ref * 1e-9, sops * reps / h_one * 1e-9,
+                    sops * reps / h_mt * 1e-9, f_ref / h_one, f_ref / h_mt, f_one / h_one);
         frugal::set_num_threads(1);
         const double l_ref = bench::median_seconds([&] {
             for (int i = 0; i < reps; ++i) {

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include <frugal/layers/activation.hpp>
@@ -117,6 +119,29 @@ TEST_CASE("conv2d skips the input gradient when told to") {
     const auto& dx = conv.backward(ctx, y);
     CHECK(dx.size() == 0);
     CHECK(conv.weight_grad()(0, 0, 0, 0) != 0.0f); // the weight gradient is still there
+}
+
+TEST_CASE("conv2d backward after assume_input equals backward after forward") {
+    fr::rng g(3);
+    for (const std::size_t stride : {1, 2}) { // the implicit and the im2col paths
+        CAPTURE(stride);
+        fr::conv2d a(3, 4, 3, {stride, 1, false}), b(3, 4, 3, {stride, 1, false});
+        init(a);
+        std::copy(a.weight().begin(), a.weight().end(), b.weight().begin());
+        const auto x = random_tensor({3, 3, 9, 7}, g);
+        fr::context ctx;
+        const fr::tensor4 y = a.forward(ctx, x);
+        const auto dy = random_tensor(fr::shape_of(y), g);
+        const fr::tensor4 dxa = a.backward(ctx, dy);
+        b.assume_input(x); // no forward
+        const fr::tensor4 dxb = b.backward(ctx, dy);
+        CHECK(std::equal(dxa.begin(), dxa.end(), dxb.begin(), dxb.end()));
+        CHECK(std::equal(a.weight_grad().begin(), a.weight_grad().end(), b.weight_grad().begin(),
+                         b.weight_grad().end()));
+        // a gradient of the wrong shape is still refused, and so is an input of the wrong channels
+        CHECK_THROWS_AS((void)b.backward(ctx, random_tensor({3, 4, 2, 2}, g)), fr::shape_error);
+        CHECK_THROWS_AS(b.assume_input(random_tensor({1, 2, 9, 7}, g)), fr::shape_error);
+    }
 }
 
 TEST_CASE("dense gradients and hand-computed forward") {

@@ -7,8 +7,10 @@
 
 #include <boost/multiprecision/cpp_int.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -148,6 +150,185 @@ TEST_CASE("shift kernel equals multiplication by the power of two exactly in fix
     w.pack(1, 576, sign.data(), exp.data(), 576);
     kr::shift_fixed(w, lo, 1, x.data(), 1, y.data(), 1);
     CHECK(big(y[0]) == big(-576) * (big(1) << 45));
+}
+
+TEST_CASE("int32 shift kernel: exponent runs, the same exact integers as the int64 kernel") {
+    using big = boost::multiprecision::cpp_int;
+    fr::rng g(23);
+    const int lo = -14;
+    for (const std::size_t n : {1, 3, 17, 65, 100}) {
+        for (const std::size_t k : {1, 3, 17, 65, 576}) {
+            const std::size_t m = 6;
+            CAPTURE(n);
+            CAPTURE(k);
+            std::vector<std::int8_t> sign, exp;
+            random_codes(m * k, lo, g, sign, exp);
+            kr::shift_matrix w;
+            w.pack(m, k, sign.data(), exp.data(), k);
+            // the runs hold every entry of their row once, one exponent each, positives first
+            std::size_t entries = 0, longest = 0;
+            bool runs_ok = w.row_run.size() == m + 1 && w.run_start.size() == w.run_exponent.size() + 1;
+            for (std::size_t i = 0; i < m && runs_ok; ++i) {
+                std::vector<int> seen(k, 0);
+                for (std::uint32_t r = w.row_run[i]; r < w.row_run[i + 1]; ++r) {
+                    longest = std::max<std::size_t>(longest, w.run_start[r + 1] - w.run_start[r]);
+                    for (std::uint32_t t = w.run_start[r]; t < w.run_start[r + 1]; ++t) {
+                        const std::size_t col = w.run_index[t];
+                        ++seen[col];
+                        ++entries;
+                        runs_ok = runs_ok && exp[i * k + col] == w.run_exponent[r] &&
+                                  sign[i * k + col] == (t < w.run_mid[r] ? 1 : -1);
+                    }
+                }
+                for (std::size_t col = 0; col < k; ++col) {
+                    runs_ok = runs_ok && seen[col] == (sign[i * k + col] != 0 ? 1 : 0);
+                }
+            }
+            CHECK(runs_ok);
+            CHECK(entries == w.nonzeros());
+            CHECK(longest == w.max_run);
+            // inputs as large as the int32 condition allows: max_run * max|x| < 2^31
+            const std::int64_t bound = w.max_run == 0 ? 1 : ((std::int64_t{1} << 31) - 1) / static_cast<std::int64_t>(w.max_run);
+            std::vector<std::int32_t> x(k * n);
+            std::vector<std::int64_t> x64(k * n);
+            for (std::size_t i = 0; i < x.size(); ++i) {
+                x[i] = static_cast<std::int32_t>(static_cast<std::int64_t>(g.below(static_cast<std::uint64_t>(2 * bound + 1))) - bound);
+                x64[i] = x[i];
+            }
+            x[0] = static_cast<std::int32_t>(bound);
+            x64[0] = bound;
+            std::vector<std::int64_t> y(m * n, -1), yp(m * n, -1), yr(m * n, -1);
+            kr::shift_fixed32(w, lo, n, x.data(), n, y.data(), n);
+            kr::shift_fixed32_parallel(w, lo, n, x.data(), n, yp.data(), n);
+            kr::shift_fixed_reference(m, n, k, sign.data(), exp.data(), k, lo, x64.data(), n, yr.data(), n);
+            bool exact = true;
+            for (std::size_t i = 0; i < m; ++i) {
+                for (std::size_t j = 0; j < n; ++j) {
+                    big s = 0;
+                    for (std::size_t p = 0; p < k; ++p) {
+                        s += big(sign[i * k + p]) * big(x64[p * n + j]) * (big(1) << (exp[i * k + p] - lo));
+                    }
+                    exact = exact && s == big(y[i * n + j]) && s == big(yp[i * n + j]) && s == big(yr[i * n + j]);
+                }
+            }
+            CHECK(exact);
+        }
+    }
+    // one run at the edge of the condition: 576 terms of the same sign and exponent
+    std::vector<std::int8_t> sign(576, -1), exp(576, -3);
+    kr::shift_matrix w;
+    w.pack(1, 576, sign.data(), exp.data(), 576);
+    REQUIRE(w.max_run == 576);
+    const std::int32_t top = static_cast<std::int32_t>(((std::int64_t{1} << 31) - 1) / 576);
+    std::vector<std::int32_t> x(576 * 20, top);
+    std::vector<std::int64_t> y(20);
+    kr::shift_fixed32(w, lo, 20, x.data(), 20, y.data(), 20);
+    for (const std::int64_t v : y) {
+        CHECK(big(v) == big(-576) * big(top) * (big(1) << 11));
+    }
+}
+
+TEST_CASE("int32 fixed-point conversion and the float round trip match the int64 conversion") {
+    fr::rng g(29);
+    std::vector<float> x;
+    for (int i = 0; i < 4000; ++i) { // every magnitude from 2^-20 to 2^40, both signs
+        x.push_back((g.uniform() < 0.5 ? -1.0f : 1.0f) * std::ldexp(static_cast<float>(g.uniform()) + 0.5f,
+                                                                     static_cast<int>(g.below(61)) - 20));
+    }
+    for (const float v : {0.0f, -0.0f, 1.5f / 65536, 2.5f / 65536, -2.5f / 65536, 32767.99f, 32768.0f, -32768.0f,
+                          -32768.5f, 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(), std::ldexp(1.0f, 15) - std::ldexp(1.0f, -9),
+                          -std::ldexp(1.0f, -17)}) {
+        x.push_back(v);
+    }
+    x.push_back(3.0f);
+    if (x.size() % 2 == 0) { // an odd length: the conversions' scalar tails too
+        x.push_back(-5.0f);
+    }
+    const std::pair<int, int> formats[] = {{16, 32}, {16, 24}, {10, 26}, {4, 8}, {0, 25}};
+    for (const auto& [frac, bits] : formats) {
+        CAPTURE(frac);
+        CAPTURE(bits);
+        std::vector<std::int64_t> r64(x.size());
+        std::vector<std::int32_t> r32(x.size());
+        std::vector<float> trip(x.size()), fast(x.size());
+        REQUIRE(kr::to_fixed_raw(x.data(), x.size(), frac, bits, r64.data()));
+        const std::int64_t most = kr::to_fixed_raw32(x.data(), x.size(), frac, bits, r32.data());
+        std::int64_t true_most = 0;
+        bool same = true;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            same = same && r32[i] == r64[i];
+            true_most = std::max(true_most, r64[i] < 0 ? -r64[i] : r64[i]);
+        }
+        CHECK(same);
+        CHECK(most >= true_most);
+        CHECK(most <= true_most + 1);
+        kr::from_fixed_raw(r64.data(), r64.size(), frac, trip.data());
+        kr::round_to_fixed(x.data(), x.size(), frac, bits, fast.data());
+        bool bits_equal = true;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            bits_equal = bits_equal && std::memcmp(&trip[i], &fast[i], sizeof(float)) == 0;
+        }
+        CHECK(bits_equal);
+    }
+    // a NaN anywhere: reported by the int32 conversion, 0 in the round trip (as from_fixed_raw(0))
+    for (const std::size_t at : {std::size_t{0}, std::size_t{5}, x.size() - 1}) {
+        auto bad = x;
+        bad[at] = std::numeric_limits<float>::quiet_NaN();
+        std::vector<std::int32_t> r32(bad.size());
+        CHECK(kr::to_fixed_raw32(bad.data(), bad.size(), 16, 32, r32.data()) == -1);
+        std::vector<float> y(bad.size());
+        kr::round_to_fixed(bad.data(), bad.size(), 16, 32, y.data());
+        CHECK(y[at] == 0.0f);
+        CHECK_FALSE(std::signbit(y[at]));
+    }
+}
+
+TEST_CASE("shift layer fixed-point forward is exact on both integer kernels") {
+    using big = boost::multiprecision::cpp_int;
+    fr::rng g(37);
+    fr::shift_options o;
+    o.padding = 1;
+    fr::shift_conv2d s(3, 4, 3, o);
+    s.reset_parameters(g);
+    s.refresh_weights();
+    REQUIRE(s.nonzeros() > 0);
+    // small inputs take the int32 kernel; inputs near the format's top (raw up
+    // to 2^31) would overflow an int32 run sum, so the layer takes the int64 kernel
+    for (const float scale : {3.0f, 30000.0f}) {
+        CAPTURE(scale);
+        const fr::tensor4 x = random_tensor({2, 3, 5, 4}, g, scale);
+        fr::context ctx;
+        const fr::tensor4 y = s.forward(ctx, x);
+        bool exact = true;
+        for (std::size_t n = 0; n < 2; ++n) {
+            for (std::size_t oc = 0; oc < 4; ++oc) {
+                for (std::size_t yy = 0; yy < 5; ++yy) {
+                    for (std::size_t xx = 0; xx < 4; ++xx) {
+                        big sum = 0; // in units of 2^-30: raw (2^-16) times 2^(e + 14)
+                        for (std::size_t c = 0; c < 3; ++c) {
+                            for (std::size_t ky = 0; ky < 3; ++ky) {
+                                for (std::size_t kx = 0; kx < 3; ++kx) {
+                                    const long iy = static_cast<long>(yy + ky) - 1, ix = static_cast<long>(xx + kx) - 1;
+                                    const float wv = s.weight()(oc, c, ky, kx);
+                                    if (iy < 0 || ix < 0 || iy >= 5 || ix >= 4 || wv == 0.0f) {
+                                        continue;
+                                    }
+                                    const double v = std::nearbyint(static_cast<double>(x(n, c, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix))) * 65536.0);
+                                    const big raw(static_cast<std::int64_t>(std::clamp(v, -2147483648.0, 2147483647.0)));
+                                    const int e = std::ilogb(wv);
+                                    sum += (wv > 0 ? raw : big(-raw)) * (big(1) << (e + 14));
+                                }
+                            }
+                        }
+                        const float want = std::ldexp(static_cast<float>(static_cast<std::int64_t>(sum)), -30);
+                        exact = exact && y(n, oc, yy, xx) == want;
+                    }
+                }
+            }
+        }
+        CHECK(exact);
+    }
 }
 
 TEST_CASE("fixed-point conversion rounds to nearest even and saturates") {
@@ -304,6 +485,61 @@ TEST_CASE("adder backward rule matches a hand-computed example") {
     fr::tensor4 one = fr::tensor4::from_shape({1, 1, 1, 1});
     one(0, 0, 0, 0) = 2.0f;
     CHECK(c.forward(ctx, one)(0, 0, 0, 0) == -1.5f);
+}
+
+TEST_CASE("adder full-difference weight gradient equals its definition with padding and strides") {
+    // dW[o,c,i,j] = sum_{n,y,x} dY[n,o,y,x] * (X[n,c,y*s+i-pad,x*s+j-pad] - W[o,c,i,j]), X = 0 outside
+    fr::rng g(41);
+    for (const auto prec : {fr::adder_precision::fp32, fr::adder_precision::fix8}) {
+        for (const std::size_t stride : {1, 2}) {
+            CAPTURE(static_cast<int>(prec));
+            CAPTURE(stride);
+            fr::adder_options o;
+            o.stride = stride;
+            o.padding = 1;
+            o.eta = 0.0f;
+            o.precision = prec;
+            fr::adder_conv2d a(3, 4, 3, o);
+            a.reset_parameters(g);
+            const fr::tensor4 x = random_tensor({3, 3, 7, 6}, g, 2.0f);
+            fr::context ctx;
+            const fr::tensor4 y = a.forward(ctx, x);
+            const fr::tensor4 dy = random_tensor(fr::shape_of(y), g);
+            (void)a.backward(ctx, dy);
+            // FIX8 differentiates at the rounded values: recover them from the grid
+            const float sc = a.fix8_scale();
+            auto q = [&](float v) {
+                return prec == fr::adder_precision::fix8 ? std::clamp(std::nearbyint(v / sc), -127.0f, 127.0f) * sc : v;
+            };
+            const fr::shape4 ys = fr::shape_of(y);
+            double worst = 0.0, scale = 0.0;
+            for (std::size_t oc = 0; oc < 4; ++oc) {
+                for (std::size_t c = 0; c < 3; ++c) {
+                    for (std::size_t i = 0; i < 3; ++i) {
+                        for (std::size_t j = 0; j < 3; ++j) {
+                            const double wv = q(a.weight()(oc, c, i, j));
+                            double sum = 0.0;
+                            for (std::size_t n = 0; n < ys.n; ++n) {
+                                for (std::size_t yy = 0; yy < ys.h; ++yy) {
+                                    for (std::size_t xx = 0; xx < ys.w; ++xx) {
+                                        const long iy = static_cast<long>(yy * stride + i) - 1;
+                                        const long ix = static_cast<long>(xx * stride + j) - 1;
+                                        const bool in = iy >= 0 && ix >= 0 && iy < 7 && ix < 6;
+                                        const double xv = in ? q(x(n, c, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix))) : 0.0;
+                                        sum += dy(n, oc, yy, xx) * (xv - wv);
+                                    }
+                                }
+                            }
+                            worst = std::max(worst, std::fabs(sum - a.weight_grad()(oc, c, i, j)));
+                            scale = std::max(scale, std::fabs(sum));
+                        }
+                    }
+                }
+            }
+            INFO("worst " << worst << " of " << scale);
+            CHECK(worst <= 1e-5 * std::max(1.0, scale));
+        }
+    }
 }
 
 TEST_CASE("adder layer gradients against finite differences where they are derivatives") {
@@ -496,6 +732,54 @@ TEST_CASE("shift layer latent weight gradient path") {
             CHECK(close(dx.data()[i], central(own, x.data()[i], 0.25)));
         }
     }
+}
+
+TEST_CASE("shift layer's weight gradient sees the inputs as the fixed-point forward rounded them") {
+    // a coarse grid (quarter steps) makes the rounding visible: dW = dY Xr^T with Xr = round(4 x) / 4
+    fr::rng g(43);
+    fr::shift_options o;
+    o.padding = 1;
+    o.input_int_bits = 10;
+    o.input_frac_bits = 2;
+    fr::shift_conv2d s(2, 3, 3, o);
+    s.reset_parameters(g);
+    const fr::tensor4 x = random_tensor({2, 2, 5, 4}, g, 3.0f);
+    fr::tensor4 xr = x;
+    for (auto& v : xr) {
+        v = std::nearbyint(v * 4.0f) / 4.0f;
+    }
+    fr::context ctx;
+    const fr::tensor4 y = s.forward(ctx, x);
+    const fr::tensor4 r = random_tensor(fr::shape_of(y), g);
+    const fr::tensor4 dx = s.backward(ctx, r);
+    fr::conv2d ref(2, 3, 3, {1, 1, false});
+    std::copy(s.weight().begin(), s.weight().end(), ref.weight().begin());
+    const fr::tensor4 yr = ref.forward(ctx, xr);
+    const fr::tensor4 dxr = ref.backward(ctx, r);
+    double fwd = 0.0, dw = 0.0, dwx = 0.0, back = 0.0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+        fwd = std::max(fwd, std::fabs(double(y.data()[i]) - yr.data()[i]));
+    }
+    for (std::size_t i = 0; i < ref.weight_grad().size(); ++i) {
+        dw = std::max(dw, std::fabs(double(s.weight_grad()[i]) - ref.weight_grad().data()[i]));
+        dwx = std::max(dwx, std::fabs(double(ref.weight_grad().data()[i])));
+    }
+    for (std::size_t i = 0; i < dx.size(); ++i) {
+        back = std::max(back, std::fabs(double(dx.data()[i]) - dxr.data()[i]));
+    }
+    CHECK(fwd < 1e-5);
+    CHECK(dw < 1e-5 * std::max(1.0, dwx));
+    CHECK(back < 1e-5);
+    // and the unrounded inputs would give another gradient (the check above can fail)
+    fr::conv2d raw(2, 3, 3, {1, 1, false});
+    std::copy(s.weight().begin(), s.weight().end(), raw.weight().begin());
+    (void)raw.forward(ctx, x);
+    (void)raw.backward(ctx, r);
+    double apart = 0.0;
+    for (std::size_t i = 0; i < raw.weight_grad().size(); ++i) {
+        apart = std::max(apart, std::fabs(double(raw.weight_grad().data()[i]) - ref.weight_grad().data()[i]));
+    }
+    CHECK(apart > 1e-2);
 }
 
 TEST_CASE("shift layer clamps P in place and reads ternary signs") {

@@ -9,7 +9,9 @@
 /// absolute values only.
 ///
 /// Backward (AdderNet's rules, the default):
-/// - weights: the full difference, dW = sum dY * (X - W) (not its sign);
+/// - weights: the full difference, dW = sum dY * (X - W) (not its sign),
+///   computed as dY X^T - W * sum dY, whose first term is a convolution's
+///   weight gradient (conv2d's kernels run it);
 /// - inputs: the HardTanh-clipped difference, dX = sum dY * clamp(W - X, -1, 1);
 /// - adaptive learning-rate scaling of the layer's weight gradient before the
 ///   optimizer sees it: dW <- eta * sqrt(k) / ||dW||_2 * dW, k = elements of
@@ -33,6 +35,8 @@
 /// fp32 multiply-accumulates (+2F fp32 compares with the sign rule), plus
 /// k multiply-accumulates and k multiplies for the scaling; input gradient:
 /// F fp32 adds, 2F fp32 compares (the clamp) and F fp32 multiply-accumulates.
+/// These are the hardware model's counts (SPEC 5.2), whatever factoring the
+/// CPU kernels use.
 
 #include <algorithm>
 #include <chrono>
@@ -42,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/layers/conv2d.hpp"
 #include "frugal/layers/fixed_backward.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/layers/shift.hpp" // the column-group helpers shared with the shift layers
@@ -80,7 +85,8 @@ public:
     /// A layer of another kind name (adder_dense builds on this one).
     adder_conv2d(std::size_t in, std::size_t out, std::size_t kernel, adder_options o, std::string kind)
         : layer_base(std::move(kind)), in_(in), out_(out), k_(kernel), opt_(o),
-          w_(tensor4::from_shape({out, in, kernel, kernel})), dw_(tensor4::from_shape({out, in, kernel, kernel})) {
+          w_(tensor4::from_shape({out, in, kernel, kernel})), dw_(tensor4::from_shape({out, in, kernel, kernel})),
+          engine_(in, out, kernel, conv_options{o.stride, o.padding, false}) {
         if (in == 0 || out == 0 || kernel == 0 || o.stride == 0) {
             throw error(detail::concat("frugal::adder_conv2d: channels, kernel and stride must be positive (in ", in,
                                        ", out ", out, ", kernel ", kernel, ", stride ", o.stride, ")"));
@@ -217,44 +223,84 @@ public:
         const std::size_t groups = (xs.n + group - 1) / group, xstride = g.c * g.h * g.w;
         const std::size_t wsize = w_.size();
         const int threads = num_threads();
-        partial_.assign(static_cast<std::size_t>(threads) * wsize, 0.0f);
-        detail::backward_split split;
-        parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
-            thread_local std::vector<float> col, dyg, dcol;
-            for (std::size_t gi = gb; gi < ge; ++gi) {
-                const auto t0 = std::chrono::steady_clock::now();
-                const std::size_t n0 = gi * group, cnt = std::min(group, xs.n - n0), ld = cnt * p;
-                col.resize(kk * ld);
-                dyg.resize(out_ * ld);
-                for (std::size_t s = 0; s < cnt; ++s) {
-                    im2col(xin + (n0 + s) * xstride, g, col.data() + s * p, ld);
+        // The full-difference rule is linear in B: dW = sum_j dY (B - W) = dY B^T - W * (sum_j dY),
+        // and dY B^T is a convolution's weight gradient, run on conv2d's kernels.
+        const bool by_conv = opt_.weight_rule == kernels::l1_weight_rule::difference;
+        double conv_seconds = 0.0;
+        if (by_conv) {
+            const auto c0 = std::chrono::steady_clock::now();
+            engine_.set_input_grad(false);
+            engine_.assume_input(fix8 ? xq_ : x);
+            context ec = ctx;
+            ec.meter = nullptr;
+            (void)engine_.backward(ec, dy);
+            const std::size_t plane = p;
+            channel_sums_.assign(out_, 0.0);
+            for (std::size_t n = 0; n < xs.n; ++n) {
+                for (std::size_t o = 0; o < out_; ++o) {
+                    const float* d = dy.data() + (n * out_ + o) * plane;
+                    double sum = 0.0;
+                    for (std::size_t j = 0; j < plane; ++j) {
+                        sum += d[j];
+                    }
+                    channel_sums_[o] += sum;
                 }
-                detail::gather_outputs(dy.data() + n0 * out_ * p, cnt, out_, p, dyg.data(), ld);
-                kernels::l1_weight_grad(out_, kk, ld, dyg.data(), ld, win, kk, col.data(), ld,
-                                        partial_.data() + static_cast<std::size_t>(thread) * wsize, kk,
-                                        opt_.weight_rule);
-                const auto t1 = std::chrono::steady_clock::now();
-                if (need_dx) {
-                    dcol.resize(kk * ld);
-                    kernels::l1_input_grad(kk, ld, out_, dyg.data(), ld, win, kk, col.data(), ld, dcol.data(), ld,
-                                           opt_.input_rule);
-                    detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
-                }
-                split.add(thread, t0, t1);
             }
-        });
-        std::fill(dw_.begin(), dw_.end(), 0.0f);
-        for (int t = 0; t < threads; ++t) {
-            const float* part = partial_.data() + static_cast<std::size_t>(t) * wsize;
-            for (std::size_t i = 0; i < wsize; ++i) {
-                dw_.data()[i] += part[i];
+            const float* cg = engine_.weight_grad().data();
+            for (std::size_t o = 0; o < out_; ++o) {
+                const float so = static_cast<float>(channel_sums_[o]);
+                for (std::size_t q = 0; q < kk; ++q) {
+                    dw_.data()[o * kk + q] = cg[o * kk + q] - win[o * kk + q] * so;
+                }
+            }
+            conv_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+        } else {
+            partial_.assign(static_cast<std::size_t>(threads) * wsize, 0.0f);
+        }
+        detail::backward_split split;
+        if (!by_conv || need_dx) {
+            parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
+                thread_local std::vector<float> col, dyg, dcol;
+                for (std::size_t gi = gb; gi < ge; ++gi) {
+                    const auto t0 = std::chrono::steady_clock::now();
+                    const std::size_t n0 = gi * group, cnt = std::min(group, xs.n - n0), ld = cnt * p;
+                    col.resize(kk * ld);
+                    dyg.resize(out_ * ld);
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        im2col(xin + (n0 + s) * xstride, g, col.data() + s * p, ld);
+                    }
+                    detail::gather_outputs(dy.data() + n0 * out_ * p, cnt, out_, p, dyg.data(), ld);
+                    if (!by_conv) {
+                        kernels::l1_weight_grad(out_, kk, ld, dyg.data(), ld, win, kk, col.data(), ld,
+                                                partial_.data() + static_cast<std::size_t>(thread) * wsize, kk,
+                                                opt_.weight_rule);
+                    }
+                    const auto t1 = std::chrono::steady_clock::now();
+                    if (need_dx) {
+                        dcol.resize(kk * ld);
+                        kernels::l1_input_grad(kk, ld, out_, dyg.data(), ld, win, kk, col.data(), ld, dcol.data(),
+                                               ld, opt_.input_rule);
+                        detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
+                    }
+                    split.add(thread, t0, t1); // (by_conv: the share comes from conv_seconds)
+                }
+            });
+        }
+        if (!by_conv) {
+            std::fill(dw_.begin(), dw_.end(), 0.0f);
+            for (int t = 0; t < threads; ++t) {
+                const float* part = partial_.data() + static_cast<std::size_t>(t) * wsize;
+                for (std::size_t i = 0; i < wsize; ++i) {
+                    dw_.data()[i] += part[i];
+                }
             }
         }
         adaptive_scaling();
         if (m != nullptr) {
             const std::uint64_t f = static_cast<std::uint64_t>(xs.n) * out_ * p * kk;
             const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            const double share = split.share();
+            // by_conv: the convolution and the channel sums are the weight gradient's, the rest dX's
+            const double share = by_conv ? std::min(1.0, conv_seconds / std::max(wall, 1e-12)) : split.share();
             m->unary(id(), phase::weight_gradient, op_kind::add, fp32, f);
             m->mac(id(), phase::weight_gradient, fp32, fp32, f + wsize);
             if (opt_.weight_rule == kernels::l1_weight_rule::sign) {
@@ -505,6 +551,9 @@ private:
     std::vector<std::int64_t> acc_;
     const tensor4* x_ = nullptr;
     std::vector<float> partial_;
+    /// The full-difference weight gradient's dY B^T: a convolution's weight gradient.
+    conv2d engine_;
+    std::vector<double> channel_sums_;
     double raw_norm_ = 0.0;
     float scale_ = 1.0f, run_range_ = 0.0f;
 };

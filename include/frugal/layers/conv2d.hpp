@@ -115,6 +115,18 @@ public:
         return run_forward(ctx, xg_);
     }
 
+    /// Takes x as the last forward's input without computing the output: for a layer that computes
+    /// the same product another way and takes this convolution's backward (shift_conv2d, whose
+    /// forward runs on its integer shift kernel and whose weights are this layer's, exact powers
+    /// of two). x must stay alive and unchanged until the backward.
+    void assume_input(const tensor4& x) {
+        (void)geometry(shape_of(x)); // throws on a wrong shape
+        rows_.clear();
+        use_rows_ = false;
+        sums_ok_ = false;
+        x_ = &x;
+    }
+
     /// The input gradient the last backward returned, writable: a caller may change it in place
     /// before the next backward (quantized_conv's float path hands its planes to a hook).
     [[nodiscard]] tensor4& input_grad_buffer() noexcept { return dx_; }
@@ -128,7 +140,7 @@ public:
         const tensor4& x = *x_;
         const shape4 xs = input_shape(x);
         const conv_geometry g = geometry(xs);
-        expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
+        expect_shape(shape_of(dy), shape4{xs.n, out_, g.out_h(), g.out_w()}, (name() + ".backward").c_str());
         const bool need_dx = input_grad();
         if (need_dx) {
             ensure_shape(dx_, xs);

@@ -16,19 +16,27 @@
 /// 16 fractional bits, and the product runs in integers: each nonzero weight
 /// is one left shift and one addition (or subtraction) into an int64
 /// accumulator, which holds the exact sum (zero weights are skipped). The
-/// float path multiplies by the exact power of two instead.
+/// kernel groups a row's weights by exponent: when the inputs are small
+/// enough for every group's sum to fit in 32 bits (the layer checks; else it
+/// takes the plain int64 kernel), the group is summed in int32 lanes and
+/// shifted once, the same exact integer. The float path multiplies by the
+/// exact power of two instead.
 ///
 /// Backward (every rounding, sign and clamp is straight-through):
 /// dL/dW = dY X^T (float), dL/dS = dL/dW (unscaled),
-/// dL/dP = dL/dW * sign * 2^round(P) * ln 2, and dX = W^T dY computed with
-/// the float shift kernel. P and S have no weight decay. `freeze_sign` keeps
-/// S fixed (not a parameter); `freeze_shift` keeps both fixed (the "fixed
-/// shift" ShiftAddNet: no weight-gradient work at all).
+/// dL/dP = dL/dW * sign * 2^round(P) * ln 2, and dX = W^T dY. Both products
+/// run on conv2d's float kernels (the weights are exact powers of two, so
+/// this is the float path's arithmetic); a layer with frozen shifts computes
+/// dX alone on the float shift kernel, skipping zero weights. P and S have
+/// no weight decay. `freeze_sign` keeps S fixed (not a parameter);
+/// `freeze_shift` keeps both fixed (the "fixed shift" ShiftAddNet: no
+/// weight-gradient work at all).
 ///
 /// Cost meter (counts of executed operations, per call): forward, per
 /// nonzero weight and output pixel, one shift and one add, at int32 / int64
 /// (fixed point: the 32-bit input is shifted, the sum is kept in 64 bits) or
-/// fp32 (float path); backward to inputs the same in fp32 (float path on dY);
+/// fp32 (float path): the hardware model's count (SPEC 5.2), whatever
+/// grouping the CPU kernel uses; backward to inputs the same in fp32 (float path on dY);
 /// weight gradient fp32 multiply-accumulates, plus the dP/dS mapping.
 
 #include <algorithm>
@@ -40,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/layers/conv2d.hpp"
 #include "frugal/layers/fixed_backward.hpp"
 #include "frugal/layers/layer.hpp"
 #include "frugal/tensor/im2col.hpp"
@@ -140,7 +149,7 @@ public:
         : layer_base(std::move(kind)), in_(in), out_(out), k_(kernel), opt_(o),
           p_(tensor4::from_shape({out, in, kernel, kernel})), s_(tensor4::from_shape({out, in, kernel, kernel})),
           dp_(tensor4::from_shape({out, in, kernel, kernel})), ds_(tensor4::from_shape({out, in, kernel, kernel})),
-          w_(tensor4::from_shape({out, in, kernel, kernel})) {
+          w_(tensor4::from_shape({out, in, kernel, kernel})), engine_(in, out, kernel, conv_options{o.stride, o.padding, false}) {
         if (in == 0 || out == 0 || kernel == 0 || o.stride == 0) {
             throw error(detail::concat("frugal::shift_conv2d: channels, kernel and stride must be positive (in ", in,
                                        ", out ", out, ", kernel ", kernel, ", stride ", o.stride, ")"));
@@ -215,6 +224,7 @@ public:
             exp_code_[i] = static_cast<std::int8_t>(e);
             w_.data()[i] = static_cast<float>(sg) * std::ldexp(1.0f, static_cast<int>(e));
         }
+        std::copy(w_.begin(), w_.end(), engine_.weight().begin());
         packed_.pack(out_, kk, sign_code_.data(), exp_code_.data(), kk);
         packed_t_.pack(out_, kk, sign_code_.data(), exp_code_.data(), kk, true);
     }
@@ -262,6 +272,7 @@ public:
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int) {
             thread_local std::vector<float> col, out;
             thread_local std::vector<std::int64_t> raw, acc;
+            thread_local std::vector<std::int32_t> raw32;
             col.resize(kk * group * p);
             out.resize(out_ * group * p);
             for (std::size_t gi = gb; gi < ge; ++gi) {
@@ -270,12 +281,19 @@ public:
                     im2col(x.data() + (n0 + s) * xstride, g, col.data() + s * p, ld);
                 }
                 if (fixed) {
-                    raw.resize(kk * ld);
+                    raw32.resize(kk * ld);
                     acc.resize(out_ * ld);
-                    if (!kernels::to_fixed_raw(col.data(), kk * ld, frac, bits, raw.data())) {
+                    const std::int64_t most = kernels::to_fixed_raw32(col.data(), kk * ld, frac, bits, raw32.data());
+                    if (most < 0) {
                         finite.store(false, std::memory_order_relaxed);
+                    } else if (static_cast<double>(most) * static_cast<double>(packed_.max_run) < 0x1.0p31) {
+                        // every run's sum fits in int32: the same exact integers, fewer instructions
+                        kernels::shift_fixed32(packed_, -max_shift(), ld, raw32.data(), ld, acc.data(), ld);
+                    } else {
+                        raw.resize(kk * ld);
+                        (void)kernels::to_fixed_raw(col.data(), kk * ld, frac, bits, raw.data());
+                        kernels::shift_fixed(packed_, -max_shift(), ld, raw.data(), ld, acc.data(), ld);
                     }
-                    kernels::shift_fixed(packed_, -max_shift(), ld, raw.data(), ld, acc.data(), ld);
                     kernels::from_fixed_raw(acc.data(), out_ * ld, frac + max_shift(), out.data());
                 } else {
                     kernels::shift_float(packed_, ld, col.data(), ld, out.data(), ld);
@@ -309,83 +327,70 @@ public:
         expect_shape(shape_of(dy), shape_of(y_), (name() + ".backward").c_str());
         const bool need_dx = input_grad();
         const bool need_dw = !opt_.freeze_shift;
-        if (need_dx) {
+        if (need_dx && (opt_.error_bits > 0 || !need_dw)) { // the float path with weights returns the engine's
             ensure_shape(dx_, xs);
         }
         if (opt_.error_bits > 0) {
             backward_fixed(ctx, dy, x, g, start);
             return need_dx ? dx_ : empty_;
         }
-        const std::size_t p = g.cols(), kk = g.rows(), group = detail::column_group(p, xs.n);
-        const std::size_t groups = (xs.n + group - 1) / group, xstride = g.c * g.h * g.w;
-        const int threads = num_threads();
-        const std::size_t wsize = out_ * kk;
-        if (need_dw) {
-            partial_.assign(static_cast<std::size_t>(threads) * wsize, 0.0f);
-        }
-        const bool fixed = opt_.arithmetic == shift_arithmetic::fixed;
-        const int frac = opt_.input_frac_bits, bits = opt_.input_int_bits + opt_.input_frac_bits;
-        detail::backward_split split;
-        parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
-            thread_local std::vector<float> col, dyg, dcol;
-            thread_local std::vector<std::int64_t> raw;
-            for (std::size_t gi = gb; gi < ge; ++gi) {
-                const auto t0 = std::chrono::steady_clock::now();
-                const std::size_t n0 = gi * group, cnt = std::min(group, xs.n - n0), ld = cnt * p;
-                dyg.resize(out_ * ld);
-                detail::gather_outputs(dy.data() + n0 * out_ * p, cnt, out_, p, dyg.data(), ld);
-                if (need_dw) {
-                    col.resize(kk * ld);
-                    for (std::size_t s = 0; s < cnt; ++s) {
-                        im2col(x.data() + (n0 + s) * xstride, g, col.data() + s * p, ld);
+        const std::size_t p = g.cols(), kk = g.rows(), wsize = out_ * kk;
+        if (!need_dw) {
+            // frozen shifts: no weight gradient, dX = W^T dY on the float shift kernel (zeros skipped)
+            const std::size_t group = detail::column_group(p, xs.n);
+            const std::size_t groups = (xs.n + group - 1) / group, xstride = g.c * g.h * g.w;
+            if (need_dx) {
+                parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int) {
+                    thread_local std::vector<float> dyg, dcol;
+                    for (std::size_t gi = gb; gi < ge; ++gi) {
+                        const std::size_t n0 = gi * group, cnt = std::min(group, xs.n - n0), ld = cnt * p;
+                        dyg.resize(out_ * ld);
+                        detail::gather_outputs(dy.data() + n0 * out_ * p, cnt, out_, p, dyg.data(), ld);
+                        dcol.resize(kk * ld);
+                        kernels::shift_float(packed_t_, ld, dyg.data(), ld, dcol.data(), ld);
+                        detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
                     }
-                    if (fixed) {
-                        // what the forward multiplied (STE): the inputs rounded to fixed point, back in float
-                        raw.resize(kk * ld);
-                        (void)kernels::to_fixed_raw(col.data(), kk * ld, frac, bits, raw.data());
-                        kernels::from_fixed_raw(raw.data(), kk * ld, frac, col.data());
-                    }
-                    // dW [out x kk] += dY [out x ld] * cols^T
-                    kernels::sgemm_nt(out_, kk, ld, 1.0f, dyg.data(), ld, col.data(), ld, 1.0f,
-                                      partial_.data() + static_cast<std::size_t>(thread) * wsize, kk);
-                }
-                const auto t1 = std::chrono::steady_clock::now();
-                if (need_dx) {
-                    dcol.resize(kk * ld);
-                    kernels::shift_float(packed_t_, ld, dyg.data(), ld, dcol.data(), ld);
-                    detail::scatter_input_grads(dcol.data(), g, ld, cnt, p, dx_.data() + n0 * xstride);
-                }
-                split.add(thread, t0, t1);
+                });
             }
-        });
-        if (need_dw) {
-            dw_.assign(wsize, 0.0f);
-            for (int t = 0; t < threads; ++t) {
-                const float* part = partial_.data() + static_cast<std::size_t>(t) * wsize;
-                for (std::size_t i = 0; i < wsize; ++i) {
-                    dw_[i] += part[i];
-                }
+            if (m != nullptr && need_dx) {
+                const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+                record_backward_input(m, xs, p, dy.size(), wall);
             }
-            map_weight_grad();
+            return need_dx ? dx_ : empty_;
         }
+        // dW = dY X^T and dX = W^T dY on the convolution's kernels, X as the forward multiplied it
+        const tensor4* xin = &x;
+        if (opt_.arithmetic == shift_arithmetic::fixed) {
+            ensure_shape(xr_, xs);
+            kernels::round_to_fixed(x.data(), x.size(), opt_.input_frac_bits, opt_.input_int_bits + opt_.input_frac_bits,
+                                    xr_.data());
+            xin = &xr_;
+        }
+        engine_.set_input_grad(need_dx);
+        engine_.assume_input(*xin);
+        cost_meter own; // the engine's phase times, to split this layer's wall time
+        context ec = ctx;
+        ec.meter = m != nullptr ? &own : nullptr;
+        const tensor4& dx = engine_.backward(ec, dy);
+        dw_.assign(engine_.weight_grad().begin(), engine_.weight_grad().end());
+        map_weight_grad();
         if (m != nullptr) {
             const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            const double share = split.share();
-            if (need_dw) {
-                m->mac(id(), phase::weight_gradient, fp32, fp32, static_cast<std::uint64_t>(xs.n) * out_ * kk * p);
-                m->unary(id(), phase::weight_gradient, op_kind::multiply, fp32, 2 * wsize);
-                m->bytes(id(), phase::weight_gradient, 4 * (x.size() + dy.size()), 4 * 2 * wsize);
-                m->time(id(), phase::weight_gradient, wall * share);
+            double tw = 0.0, tx = 0.0;
+            for (const auto& l : own.layers()) {
+                tw += l[phase::weight_gradient].seconds;
+                tx += l[phase::backward_input].seconds;
             }
+            const double share = tw + tx > 0.0 ? tw / (tw + tx) : 1.0;
+            m->mac(id(), phase::weight_gradient, fp32, fp32, static_cast<std::uint64_t>(xs.n) * out_ * kk * p);
+            m->unary(id(), phase::weight_gradient, op_kind::multiply, fp32, 2 * wsize);
+            m->bytes(id(), phase::weight_gradient, 4 * (x.size() + dy.size()), 4 * 2 * wsize);
+            m->time(id(), phase::weight_gradient, wall * share);
             if (need_dx) {
-                const std::uint64_t ops = static_cast<std::uint64_t>(xs.n) * p * packed_t_.nonzeros();
-                m->unary(id(), phase::backward_input, op_kind::shift, fp32, ops);
-                m->unary(id(), phase::backward_input, op_kind::add, fp32, ops);
-                m->bytes(id(), phase::backward_input, 4 * dy.size() + 2 * p_.size(), 4 * dx_.size());
-                m->time(id(), phase::backward_input, wall * (1.0 - share));
+                record_backward_input(m, xs, p, dy.size(), wall * (1.0 - share));
             }
         }
-        return need_dx ? dx_ : empty_;
+        return need_dx ? dx : empty_;
     }
 
     void collect_parameters(std::vector<parameter>& ps) {
@@ -427,6 +432,16 @@ public:
     }
 
 private:
+    /// The meter's record of the float backward to the inputs: per nonzero weight and input-gradient
+    /// pixel one shift and one add in fp32 (the hardware model's count, SPEC 5.2).
+    void record_backward_input(cost_meter* m, const shape4& xs, std::size_t p, std::size_t dy_size, double seconds) {
+        const std::uint64_t ops = static_cast<std::uint64_t>(xs.n) * p * packed_t_.nonzeros();
+        m->unary(id(), phase::backward_input, op_kind::shift, fp32, ops);
+        m->unary(id(), phase::backward_input, op_kind::add, fp32, ops);
+        m->bytes(id(), phase::backward_input, 4 * dy_size + 2 * p_.size(), 4 * xs.size());
+        m->time(id(), phase::backward_input, seconds);
+    }
+
     /// Straight-through: dS = dW, dP = dW * sign * 2^round(P) * ln 2 = dW * W * ln 2.
     void map_weight_grad() {
         constexpr float ln2 = 0.693147180559945309f;
@@ -477,6 +492,7 @@ private:
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
             thread_local std::vector<float> col, dyg, ef, dcol;
             thread_local std::vector<std::int64_t> raw, acc;
+            thread_local std::vector<std::int32_t> raw32;
             thread_local std::vector<std::uint8_t> u;
             thread_local std::vector<std::int8_t> et;
             thread_local detail::int8_wgrad_scratch scratch;
@@ -503,13 +519,23 @@ private:
                 }
                 const auto t1 = std::chrono::steady_clock::now();
                 if (need_dx) {
-                    raw.resize(out_ * ld);
                     acc.resize(kk * ld);
                     dcol.resize(kk * ld);
-                    for (std::size_t i = 0; i < out_ * ld; ++i) {
-                        raw[i] = static_cast<std::int64_t>(ef[i]);
+                    // error codes of at most 8 bits: every exponent run's sum fits in int32
+                    if (static_cast<double>(std::int64_t{1} << (bits - 1)) * static_cast<double>(packed_t_.max_run) <
+                        0x1.0p31) {
+                        raw32.resize(out_ * ld);
+                        for (std::size_t i = 0; i < out_ * ld; ++i) {
+                            raw32[i] = static_cast<std::int32_t>(ef[i]);
+                        }
+                        kernels::shift_fixed32(packed_t_, -max_shift(), ld, raw32.data(), ld, acc.data(), ld);
+                    } else {
+                        raw.resize(out_ * ld);
+                        for (std::size_t i = 0; i < out_ * ld; ++i) {
+                            raw[i] = static_cast<std::int64_t>(ef[i]);
+                        }
+                        kernels::shift_fixed(packed_t_, -max_shift(), ld, raw.data(), ld, acc.data(), ld);
                     }
-                    kernels::shift_fixed(packed_t_, -max_shift(), ld, raw.data(), ld, acc.data(), ld);
                     kernels::from_fixed_raw(acc.data(), kk * ld, max_shift(), dcol.data());
                     for (auto& v : dcol) {
                         v *= se;
@@ -566,7 +592,13 @@ private:
     kernels::shift_matrix packed_, packed_t_;
     tensor4 y_, dx_, empty_;
     const tensor4* x_ = nullptr;
-    std::vector<float> partial_, dw_;
+    /// The float backward's products: a convolution holding W (exact powers
+    /// of two), its input the forward's (rounded to fixed point for the
+    /// integer forward, the straight-through input), so dW = dY X^T and
+    /// dX = W^T dY run on the convolution's kernels.
+    conv2d engine_;
+    tensor4 xr_;
+    std::vector<float> dw_;
     std::vector<std::int64_t> acc_;
 };
 

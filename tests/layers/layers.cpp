@@ -121,6 +121,67 @@ TEST_CASE("conv2d skips the input gradient when told to") {
     CHECK(conv.weight_grad()(0, 0, 0, 0) != 0.0f); // the weight gradient is still there
 }
 
+TEST_CASE("conv2d weight gradient equals a direct sum for channel counts around the kernel's panel") {
+    // Pruned layers have any channel count: below, at and past the matrix
+    // kernel's panel width (gemm_nr), with a remainder of one vector or less.
+    constexpr std::size_t nr = fr::kernels::detail::gemm_nr, vw = fr::kernels::detail::vw;
+    fr::rng g(17);
+    for (const std::size_t cout : {nr - 1, nr, nr + 1, nr + vw - 1, 2 * nr + 7}) {
+        for (const auto& [h, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {9, 1}, {6, 2}}) {
+            CAPTURE(cout);
+            CAPTURE(h);
+            CAPTURE(stride);
+            const std::size_t n = 5, cin = 3, k = 3;
+            fr::conv2d conv(cin, cout, k, {stride, 1, true});
+            init(conv);
+            const auto x = random_tensor({n, cin, h, h}, g);
+            fr::context ctx;
+            const fr::tensor4 y = conv.forward(ctx, x);
+            const auto dy = random_tensor(fr::shape_of(y), g);
+            (void)conv.backward(ctx, dy);
+            const std::size_t ho = y.shape()[2];
+            std::vector<fr::parameter> ps;
+            conv.collect_parameters(ps);
+            REQUIRE(ps.size() == 2);
+            REQUIRE(ps[1].role == fr::param_role::bias);
+            double worst = 0.0, worst_bias = 0.0;
+            for (std::size_t o = 0; o < cout; ++o) {
+                double db = 0.0;
+                for (std::size_t s = 0; s < n; ++s) {
+                    for (std::size_t oy = 0; oy < ho; ++oy) {
+                        for (std::size_t ox = 0; ox < ho; ++ox) {
+                            db += dy(s, o, oy, ox);
+                        }
+                    }
+                }
+                worst_bias = std::max(worst_bias, std::fabs(db - ps[1].grad[o]));
+                for (std::size_t c = 0; c < cin; ++c) {
+                    for (std::size_t ky = 0; ky < k; ++ky) {
+                        for (std::size_t kx = 0; kx < k; ++kx) {
+                            double ref = 0.0;
+                            for (std::size_t s = 0; s < n; ++s) {
+                                for (std::size_t oy = 0; oy < ho; ++oy) {
+                                    for (std::size_t ox = 0; ox < ho; ++ox) {
+                                        const long iy = static_cast<long>(oy * stride + ky) - 1;
+                                        const long ix = static_cast<long>(ox * stride + kx) - 1;
+                                        if (iy >= 0 && ix >= 0 && iy < static_cast<long>(h) && ix < static_cast<long>(h)) {
+                                            ref += static_cast<double>(dy(s, o, oy, ox)) *
+                                                   x(s, c, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix));
+                                        }
+                                    }
+                                }
+                            }
+                            worst = std::max(worst, std::fabs(ref - conv.weight_grad()(o, c, ky, kx)));
+                        }
+                    }
+                }
+            }
+            CHECK(worst < 1e-4);
+            CHECK(worst_bias < 1e-4);
+        }
+    }
+}
+
 TEST_CASE("conv2d backward after assume_input equals backward after forward") {
     fr::rng g(3);
     for (const std::size_t stride : {1, 2}) { // the implicit and the im2col paths

@@ -453,8 +453,10 @@ private:
                     rows[j] = xc.data() + offsets[j];
                 }
                 // dW^T [in*k*k x out] += shifted canvases x dy^T
-                if (out_ % kernels::detail::gemm_nr == 0) {
-                    // dy^T as the B operand: vectors along the output channels
+                if (out_ >= kernels::detail::gemm_nr) {
+                    // dy^T as the B operand: vectors along the output channels (any
+                    // count: the kernel takes the last out_ % W columns through a
+                    // padded copy, so a pruned layer of 463 channels stays here)
                     dyt.resize(cpad * out_);
                     kernels::transpose(out_, cpad, dyw.data(), cpad, dyt.data(), out_);
                     kernels::sgemm_arows(kk, out_, cols, 1.0f, rows.data(), dyt.data(), out_, 1.0f, dw, out_);

@@ -28,7 +28,7 @@ inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) no
     float a = xsimd::hadd(s), b = xsimd::hadd(q);
     for (; i < n; ++i) {
         a += v[i];
-        b += v[i] * v[i];
+        b = simd::fma1(v[i], v[i], b); // explicit: the same bits wherever this is inlined
     }
     return {a, b};
 }
@@ -51,7 +51,7 @@ inline moments sum_squares_min_max(const float* v, std::size_t n) noexcept {
     moments m{xsimd::hadd(s), xsimd::hadd(q), simd::hmin(lo), simd::hmax(hi)};
     for (; i < n; ++i) {
         m.sum += v[i];
-        m.squares += v[i] * v[i];
+        m.squares = simd::fma1(v[i], v[i], m.squares);
         m.lo = std::min(m.lo, v[i]);
         m.hi = std::max(m.hi, v[i]);
     }

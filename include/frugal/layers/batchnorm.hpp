@@ -40,7 +40,7 @@ inline simd::fbatch gate_batch(const float* g, const simd::fbatch& xv, const sim
                                const std::uint8_t* flags, std::size_t i) noexcept {
     const simd::fbatch gv = simd::fbatch::load_unaligned(g + i);
     if constexpr (G == bn_gate::relu) {
-        return xsimd::select(xsimd::fma(xv, fa, fb) > simd::fbatch(0.0f), gv, simd::fbatch(0.0f));
+        return xsimd::select(simd::fma(xv, fa, fb) > simd::fbatch(0.0f), gv, simd::fbatch(0.0f));
     } else if constexpr (G == bn_gate::flags) {
         return xsimd::select(simd::load_flags(flags + i), gv, simd::fbatch(0.0f));
     } else {
@@ -71,7 +71,7 @@ inline std::pair<float, float> sum_and_centered_dot(const float* g, const float*
         const fbatch xv = fbatch::load_unaligned(x + i);
         const fbatch gv = gate_batch<G>(g, xv, fav, fbv, flags, i);
         s += gv;
-        d = xsimd::fma(gv, xv - m, d);
+        d = simd::fma(gv, xv - m, d);
     }
     float a = xsimd::hadd(s), b = xsimd::hadd(d);
     for (; i < n; ++i) { // explicit fused products: the compiler's contraction must not depend on G
@@ -91,7 +91,7 @@ inline value_range affine(const float* v, float a, float b, float* out, std::siz
     fbatch lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest()), bad(0.0f);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv);
+        fbatch r = simd::fma(fbatch::load_unaligned(v + i), av, bv);
         if constexpr (Track) {
             bad += r - r;
         }
@@ -132,7 +132,7 @@ inline value_range combine(const float* g, float fa, float fb, const std::uint8_
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch xv = fbatch::load_unaligned(v + i);
-        const fbatch r = xsimd::fma(gate_batch<G>(g, xv, fav, fbv, flags, i), av, xsimd::fma(xv, bv, cv));
+        const fbatch r = simd::fma(gate_batch<G>(g, xv, fav, fbv, flags, i), av, simd::fma(xv, bv, cv));
         r.store_unaligned(out + i);
         if constexpr (Track) {
             lo = xsimd::min(lo, r);

@@ -422,10 +422,10 @@ private:
         fbatch a0(0.0f), a1(0.0f);
         std::size_t i = 0;
         for (; i + 2 * simd::width <= n; i += 2 * simd::width) {
-            a0 = xsimd::fma(fbatch::load_unaligned(d + i), fbatch::load_unaligned(f + i) - fbatch::load_unaligned(s + i),
+            a0 = simd::fma(fbatch::load_unaligned(d + i), fbatch::load_unaligned(f + i) - fbatch::load_unaligned(s + i),
                             a0);
             const std::size_t h = i + simd::width;
-            a1 = xsimd::fma(fbatch::load_unaligned(d + h), fbatch::load_unaligned(f + h) - fbatch::load_unaligned(s + h),
+            a1 = simd::fma(fbatch::load_unaligned(d + h), fbatch::load_unaligned(f + h) - fbatch::load_unaligned(s + h),
                             a1);
         }
         alignas(64) float lanes[simd::width];

@@ -1324,7 +1324,7 @@ private:
         using simd::ibatch;
         const auto at = [&](std::size_t j) {
             const ibatch v = ibatch::load_unaligned(c + j) + ibatch(row);
-            xsimd::fma(fbatch(scale), xsimd::to_float(v), fbatch(b)).store_unaligned(y + j);
+            simd::fma(fbatch(scale), xsimd::to_float(v), fbatch(b)).store_unaligned(y + j);
         };
         if (n < simd::width) {
             for (std::size_t j = 0; j < n; ++j) {

@@ -459,7 +459,7 @@ public:
                     for (; i + simd::width <= hw; i += simd::width) {
                         const fbatch sv = fbatch::load_unaligned(pb + i);
                         const fbatch v =
-                            xsimd::fma(fbatch::load_unaligned(pa + i), va2, vb2) + (Proj ? xsimd::fma(sv, vas, vbs) : sv);
+                            simd::fma(fbatch::load_unaligned(pa + i), va2, vb2) + (Proj ? simd::fma(sv, vas, vbs) : sv);
                         const fbatch r = xsimd::max(v, zero);
                         r.store_unaligned(pc + i);
                         if (flags != nullptr) {

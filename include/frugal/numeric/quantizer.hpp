@@ -170,7 +170,7 @@ inline void quantize_nearest(const float* x, std::size_t n, const grid& g, Out* 
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch t = xsimd::clip((fbatch::load_unaligned(x + i) - off) * inv, lo, hi);
         if constexpr (std::is_same_v<Out, float>) {
-            xsimd::fma(xsimd::nearbyint(t), s, off).store_unaligned(out + i);
+            simd::fma(xsimd::nearbyint(t), s, off).store_unaligned(out + i);
         } else {
             simd::store_narrow(xsimd::nearbyint_as_int(t), out + i);
         }
@@ -213,7 +213,7 @@ inline void quantize_stochastic_planes(const float* x, std::size_t planes, std::
             const fbatch up = xsimd::select(lanes.uniform() < t - fl, one, zero);
             const fbatch q = xsimd::clip(fl + up, lo, hi);
             if constexpr (std::is_same_v<Out, float>) {
-                xsimd::fma(q, s, off).store_unaligned(op + i);
+                simd::fma(q, s, off).store_unaligned(op + i);
             } else {
                 simd::store_narrow(xsimd::nearbyint_as_int(q), op + i);
             }
@@ -266,8 +266,8 @@ inline void quantize_stochastic_planes_pair(const float* x, std::size_t planes, 
             const auto [ua, ub] = lanes.uniform_pair(); // 16 random bits for each rounding
             const fbatch qa = code(v, ua, offa, inva, loa, hia), qb = code(v, ub, offb, invb, lob, hib);
             if constexpr (std::is_same_v<Out, float>) {
-                xsimd::fma(qa, sa, offa).store_unaligned(oa + i);
-                xsimd::fma(qb, sb, offb).store_unaligned(ob + i);
+                simd::fma(qa, sa, offa).store_unaligned(oa + i);
+                simd::fma(qb, sb, offb).store_unaligned(ob + i);
             } else {
                 simd::store_narrow(xsimd::nearbyint_as_int(qa), oa + i);
                 simd::store_narrow(xsimd::nearbyint_as_int(qb), ob + i);

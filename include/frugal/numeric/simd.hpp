@@ -103,12 +103,37 @@ inline void store_narrow(const ibatch& b, Int* out) noexcept {
     }
 }
 
-/// a * b + c for one value exactly as the vector code computes it in every lane (xsimd::fma of the
+/// a * b + c in every lane, fused (one rounding) where the instruction set has FMA, else a product
+/// and a sum (SSE2). frugal's kernels call this, not xsimd::fma: xsimd 8's AVX-512 architectures
+/// have no fma of their own and fall back to `a * b + c`, which -ffp-contract=off (the frugal
+/// target's flag, docs/architecture.md) leaves unfused: two roundings and twice the instructions
+/// in every inner product.
+template <class A>
+[[nodiscard]] inline xsimd::batch<float, A> fma(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
+                                                const xsimd::batch<float, A>& c) noexcept {
+    constexpr std::size_t lanes = xsimd::batch<float, A>::size;
+#if defined(__AVX512F__)
+    if constexpr (lanes == 16) {
+        return _mm512_fmadd_ps(a, b, c);
+    }
+#endif
+#if defined(__FMA__)
+    if constexpr (lanes == 8) {
+        return _mm256_fmadd_ps(a, b, c);
+    } else if constexpr (lanes == 4) {
+        return _mm_fmadd_ps(a, b, c);
+    }
+#endif
+    (void)lanes;
+    return xsimd::fma(a, b, c);
+}
+
+/// a * b + c for one value exactly as the vector code computes it in every lane (simd::fma of the
 /// default architecture: fused where the instruction set has it, else a product and a sum): what a
 /// scalar tail uses when its results must equal the lanes' (a value recomputed later, a range
 /// derived from the inputs').
 [[nodiscard]] inline float fma1(float a, float b, float c) noexcept {
-    return xsimd::fma(fbatch(a), fbatch(b), fbatch(c)).get(0);
+    return simd::fma(fbatch(a), fbatch(b), fbatch(c)).get(0);
 }
 
 /// Stores one byte per lane: 1 where `b` is set, else 0 (a mask kept for a later pass at a
@@ -187,7 +212,7 @@ public:
         const fbatch a = xsimd::to_float(xsimd::bitwise_cast<ibatch>((x * ubatch(0x9e3779bbU)) >> 16));
         const fbatch b = xsimd::to_float(xsimd::bitwise_cast<ibatch>((x * ubatch(0x85ebca6bU)) >> 16));
         const fbatch cell(0x1.0p-16f), half(0x1.0p-17f);
-        return {xsimd::fma(a, cell, half), xsimd::fma(b, cell, half)};
+        return {simd::fma(a, cell, half), simd::fma(b, cell, half)};
     }
 
 private:

@@ -203,11 +203,11 @@ inline void l1_wgrad_micro(std::size_t n, const float* dy, std::size_t lddy, con
             for (std::size_t q = 0; q < PR; ++q) {
                 const fbatch d = bv[q] - av[r * PR + q];
                 if constexpr (Rule == l1_weight_rule::difference) {
-                    acc[r * PR + q] = xsimd::fma(g, d, acc[r * PR + q]);
+                    acc[r * PR + q] = simd::fma(g, d, acc[r * PR + q]);
                 } else {
                     const fbatch s = xsimd::select(d > fbatch(0.0f), fbatch(1.0f), fbatch(0.0f)) -
                                      xsimd::select(d < fbatch(0.0f), fbatch(1.0f), fbatch(0.0f));
-                    acc[r * PR + q] = xsimd::fma(g, s, acc[r * PR + q]);
+                    acc[r * PR + q] = simd::fma(g, s, acc[r * PR + q]);
                 }
             }
         }
@@ -279,7 +279,7 @@ inline void l1_xgrad_micro(std::size_t m, const float* dy, std::size_t lddy, con
                 } else {
                     f = xsimd::select(d > zero, one, zero) - xsimd::select(d < zero, one, zero);
                 }
-                acc[q * NV + v] = xsimd::fma(g[v], f, acc[q * NV + v]);
+                acc[q * NV + v] = simd::fma(g[v], f, acc[q * NV + v]);
             }
         }
     }

@@ -23,7 +23,7 @@ inline std::pair<float, float> sum_and_squares(const float* v, std::size_t n) no
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch x = fbatch::load_unaligned(v + i);
         s += x;
-        q = xsimd::fma(x, x, q);
+        q = simd::fma(x, x, q);
     }
     float a = xsimd::hadd(s), b = xsimd::hadd(q);
     for (; i < n; ++i) {
@@ -44,7 +44,7 @@ inline moments sum_squares_min_max(const float* v, std::size_t n) noexcept {
     for (; i + simd::width <= n; i += simd::width) {
         const fbatch x = fbatch::load_unaligned(v + i);
         s += x;
-        q = xsimd::fma(x, x, q);
+        q = simd::fma(x, x, q);
         lo = xsimd::min(lo, x);
         hi = xsimd::max(hi, x);
     }
@@ -65,7 +65,7 @@ inline void affine_add_relu(const float* v, float a, float b, const float* s, fl
     const fbatch av(a), bv(b), zero(0.0f);
     std::size_t i = 0;
     for (; i + simd::width <= n; i += simd::width) {
-        const fbatch r = xsimd::fma(fbatch::load_unaligned(v + i), av, bv) + fbatch::load_unaligned(s + i);
+        const fbatch r = simd::fma(fbatch::load_unaligned(v + i), av, bv) + fbatch::load_unaligned(s + i);
         xsimd::max(r, zero).store_unaligned(c + i);
     }
     for (; i < n; ++i) {

@@ -86,7 +86,7 @@ inline void micro(std::size_t k, float alpha, const float* const* arows, const f
         for (std::size_t r = 0; r < MR; ++r) {
             const fbatch av(a[r][p]);
             for (std::size_t v = 0; v < NV; ++v) {
-                acc[r * NV + v] = xsimd::fma(av, b[v], acc[r * NV + v]);
+                acc[r * NV + v] = simd::fma(av, b[v], acc[r * NV + v]);
             }
         }
     }
@@ -97,7 +97,7 @@ inline void micro(std::size_t k, float alpha, const float* const* arows, const f
             if (beta == 0.0f) {
                 (al * acc[r * NV + v]).store_unaligned(crow + v * vw);
             } else {
-                xsimd::fma(al, acc[r * NV + v], fbatch(beta) * fbatch::load_unaligned(crow + v * vw))
+                simd::fma(al, acc[r * NV + v], fbatch(beta) * fbatch::load_unaligned(crow + v * vw))
                     .store_unaligned(crow + v * vw);
             }
         }
@@ -277,7 +277,7 @@ inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alp
                     for (std::size_t q = 0; q < tn; ++q) {
                         const fbatch bv = fbatch::load_unaligned(b0[q] + p);
                         for (std::size_t r = 0; r < tm; ++r) {
-                            acc[r * tn + q] = xsimd::fma(av[r], bv, acc[r * tn + q]);
+                            acc[r * tn + q] = simd::fma(av[r], bv, acc[r * tn + q]);
                         }
                     }
                 }
@@ -297,7 +297,7 @@ inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alp
                         const float* bq = brows[j0 + q];
                         fbatch acc(0.0f);
                         for (std::size_t p = 0; p < kv; p += vw) {
-                            acc = xsimd::fma(fbatch::load_unaligned(ar + p), fbatch::load_unaligned(bq + p), acc);
+                            acc = simd::fma(fbatch::load_unaligned(ar + p), fbatch::load_unaligned(bq + p), acc);
                         }
                         float dot = xsimd::hadd(acc);
                         for (std::size_t p = kv; p < k; ++p) {

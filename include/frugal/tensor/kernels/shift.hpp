@@ -222,7 +222,7 @@ inline void shift_float_block(const shift_matrix& w, const float* x, std::size_t
             const float* xr = x + w.index[t] * ldx + col;
             const fbatch s(w.scale[t]);
             for (std::size_t v = 0; v < NV; ++v) {
-                acc[v] = xsimd::fma(fbatch::load_unaligned(xr + v * vw), s, acc[v]);
+                acc[v] = simd::fma(fbatch::load_unaligned(xr + v * vw), s, acc[v]);
             }
         }
         for (std::size_t v = 0; v < NV; ++v) {

@@ -352,10 +352,13 @@ TEST_CASE("conv2d: the output sums kept on request are the planes' sums, in trai
 }
 
 TEST_CASE("conv2d: forward_rows and its backward equal the layer run on the gathered samples") {
-    // (kernel, stride): read in place (3, 1); gathered inside (3, 2) and (1, 1)
-    for (const auto& [kernel, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {3, 2}, {1, 1}}) {
+    // (kernel, stride, image side): read in place (3, 1); gathered inside (3, 2) and (1, 1); the
+    // single-tap path of 1 x 1 images (3, 1, 1)
+    for (const auto& [kernel, stride, side] : {std::tuple<std::size_t, std::size_t, std::size_t>{3, 1, 11},
+                                               {3, 2, 11}, {1, 1, 11}, {3, 1, 1}}) {
         CAPTURE(kernel);
         CAPTURE(stride);
+        CAPTURE(side);
         const std::size_t pad = kernel / 2;
         fr::conv2d a(3, 4, kernel, {stride, pad, true}), b(3, 4, kernel, {stride, pad, true});
         fr::rng g(6);
@@ -364,7 +367,7 @@ TEST_CASE("conv2d: forward_rows and its backward equal the layer run on the gath
         a.keep_output_sums(true);
         b.keep_output_sums(true);
         // 13 samples of 11 x 12: several canvases of several images each at stride 1
-        const fr::tensor4 x = random_tensor({13, 3, 11, 12}, g);
+        const fr::tensor4 x = random_tensor({13, 3, side, side == 1 ? std::size_t{1} : std::size_t{12}}, g);
         const std::vector<std::size_t> rows{12, 0, 5, 6, 7, 2, 9, 3, 5}; // a sample twice, too
         const fr::tensor4 xg = gather(x, rows);
         fr::context ctx;

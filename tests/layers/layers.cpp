@@ -57,6 +57,8 @@ TEST_CASE("conv2d gradients on odd shapes strides and paddings") {
         {2, 3, 3, 14, 13, 5, 1, 0, true},  {2, 4, 5, 6, 6, 1, 2, 0, false}, {1, 2, 3, 5, 5, 1, 1, 0, true},
         {3, 3, 2, 4, 5, 2, 1, 0, true},    {2, 2, 17, 3, 3, 3, 1, 1, true}, {13, 2, 3, 5, 5, 3, 1, 1, true},
         {7, 3, 33, 6, 7, 3, 1, 1, false}, // several stacked images per product, odd channel counts
+        // 1 x 1 images, 1 x 1 outputs: the single-tap path (two sample groups in the second)
+        {5, 3, 40, 1, 1, 3, 1, 1, true},  {35, 4, 6, 1, 1, 5, 1, 2, false}, {3, 2, 3, 1, 1, 3, 2, 1, true},
     };
     for (const auto& c : cases) {
         CAPTURE(c.n);
@@ -76,7 +78,9 @@ TEST_CASE("conv2d gradients on odd shapes strides and paddings") {
 
 TEST_CASE("conv2d forward equals a direct convolution") {
     fr::rng g(5);
-    for (const auto& [k, s, p, h] : {std::tuple{3, 1, 1, 12}, {3, 2, 1, 9}, {5, 1, 2, 11}, {1, 2, 0, 8}}) {
+    // the last three: 1 x 1 images (the single-tap path)
+    for (const auto& [k, s, p, h] : {std::tuple{3, 1, 1, 12}, {3, 2, 1, 9}, {5, 1, 2, 11}, {1, 2, 0, 8}, {3, 1, 1, 1},
+                                     {5, 1, 2, 1}, {3, 2, 1, 1}}) {
         fr::conv2d conv(3, 4, static_cast<std::size_t>(k), {static_cast<std::size_t>(s), static_cast<std::size_t>(p), true});
         init(conv);
         const auto x = random_tensor({2, 3, static_cast<std::size_t>(h), static_cast<std::size_t>(h)}, g);
@@ -127,7 +131,7 @@ TEST_CASE("conv2d weight gradient equals a direct sum for channel counts around 
     constexpr std::size_t nr = fr::kernels::detail::gemm_nr, vw = fr::kernels::detail::vw;
     fr::rng g(17);
     for (const std::size_t cout : {nr - 1, nr, nr + 1, nr + vw - 1, 2 * nr + 7}) {
-        for (const auto& [h, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {9, 1}, {6, 2}}) {
+        for (const auto& [h, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {9, 1}, {6, 2}, {1, 1}}) {
             CAPTURE(cout);
             CAPTURE(h);
             CAPTURE(stride);

@@ -96,8 +96,9 @@ public:
     }
 
     /// The forward of the samples `rows` of x, in that order: what forward(gathered) gives for a
-    /// tensor `gathered` holding those samples, without that copy (a stride-1 convolution reads
-    /// each sample where it is; a strided one gathers them itself). The following backward takes
+    /// tensor `gathered` holding those samples, without that copy (a stride-1 convolution, and one
+    /// of 1 x 1 images at any stride, reads each sample where it is; another strided one gathers
+    /// them itself). The following backward takes
     /// the output gradient of those samples and gives their input gradient, in the same order;
     /// x must stay alive and unchanged until then. What a gated block runs its sub-batch with.
     const tensor4& forward_rows(context& ctx, const tensor4& x, std::span<const std::size_t> rows) {

@@ -68,10 +68,12 @@ TEST_CASE("sgemm equals the reference on odd shapes") {
 }
 
 TEST_CASE("sgemm_nt equals the reference on odd shapes") {
+    // edge tiles of 1-3 rows or columns (m, n not multiples of 4), k below,
+    // at and past the vector width, and a long k as in a weight gradient
     fr::rng g(2);
     for (std::size_t m : {1u, 3u, 4u, 17u}) {
-        for (std::size_t n : {1u, 5u, 8u, 65u}) {
-            for (std::size_t k : {1u, 15u, 16u, 33u, 100u}) {
+        for (std::size_t n : {1u, 5u, 8u, 19u, 65u}) {
+            for (std::size_t k : {1u, 15u, 16u, 33u, 100u, 1000u}) {
                 const auto a = random_vec(m * k, g), bt = random_vec(n * k, g);
                 std::vector<float> b(k * n);
                 fr::kernels::transpose(n, k, bt.data(), k, b.data(), n);

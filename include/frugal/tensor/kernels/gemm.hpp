@@ -64,6 +64,21 @@ inline constexpr std::size_t gemm_nr = gemm_nv * vw;
 /// Depth of a k block: a 256 x NR panel of B is 32 KiB with AVX-512.
 inline constexpr std::size_t gemm_kc = 256;
 
+/// `v`, held in a vector register. Without it GCC folds a vector that four
+/// multiply-adds use into each of them as a memory operand, loading it four
+/// times: the dot-product kernel (sgemm_nt_rows) ran at 35 GMAC/s on one
+/// core instead of 75 (five loads per four multiply-adds, most of them
+/// split across cache lines).
+inline fbatch in_register(fbatch v) noexcept {
+#if defined(__GNUC__)
+    typename fbatch::register_type r = v;
+    asm("" : "+v"(r));
+    return fbatch(r);
+#else
+    return v;
+#endif
+}
+
 /// C[MR x NV*W] (+)= alpha * A[MR x K] * B[K x NV*W], where A(r, p) = arows[r][p]
 /// and B(p, j) = brows[p][col + j]. Accumulators stay in registers.
 template <std::size_t MR, std::size_t NV>
@@ -80,11 +95,17 @@ inline void micro(std::size_t k, float alpha, const float* const* arows, const f
     for (std::size_t p = 0; p < k; ++p) {
         const float* brow = brows[p] + col;
         std::array<fbatch, NV> b;
+#pragma GCC unroll 4
         for (std::size_t v = 0; v < NV; ++v) {
             b[v] = fbatch::load_unaligned(brow + v * vw);
         }
+        // fully unrolled: with MR x 1 accumulators GCC otherwise kept
+        // them on the stack (a load and a store per multiply-add; the
+        // 16-column panel ran at 42 GMAC/s on one core, the 32-column at 107)
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
             const fbatch av(a[r][p]);
+#pragma GCC unroll 4
             for (std::size_t v = 0; v < NV; ++v) {
                 acc[r * NV + v] = simd::fma(av, b[v], acc[r * NV + v]);
             }
@@ -248,63 +269,51 @@ inline void sgemm(std::size_t m, std::size_t n, std::size_t k, float alpha, cons
 /// at arows[i]) and B as n rows of k floats (row j at brows[j]): every entry is a dot product of a row of A and a row of
 /// B, computed in register tiles of 4 x 4 with vector accumulators along k.
 /// Built for long k (weight gradients of convolutions: k = output pixels).
+/// An edge tile repeats its last row of A or B in the missing places and
+/// discards those entries, so it runs at the full tile's speed. (Blocking k
+/// to keep the rows in L1 was slower at every size measured, 1200 to 20000.)
 inline void sgemm_nt_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
                           const float* const* brows, float beta, float* c, std::size_t ldc) noexcept {
     using detail::fbatch;
     using detail::vw;
     constexpr std::size_t tm = 4, tn = 4;
     const std::size_t kv = k - k % vw;
-    auto finish = [&](std::size_t i, std::size_t j, float dot) {
-        float& out = c[i * ldc + j];
-        out = alpha * dot + (beta == 0.0f ? 0.0f : beta * out);
-    };
     for (std::size_t i0 = 0; i0 < m; i0 += tm) {
         const std::size_t mi = std::min(tm, m - i0);
+        std::array<const float*, tm> a;
+        for (std::size_t r = 0; r < tm; ++r) {
+            a[r] = arows[i0 + std::min(r, mi - 1)];
+        }
         for (std::size_t j0 = 0; j0 < n; j0 += tn) {
             const std::size_t nj = std::min(tn, n - j0);
-            if (mi == tm && nj == tn) {
-                std::array<fbatch, tm * tn> acc;
-                for (auto& v : acc) {
-                    v = fbatch(0.0f);
-                }
-                const float* const* a0 = arows + i0;
-                const float* const* b0 = brows + j0;
-                for (std::size_t p = 0; p < kv; p += vw) {
-                    std::array<fbatch, tm> av;
-                    for (std::size_t r = 0; r < tm; ++r) {
-                        av[r] = fbatch::load_unaligned(a0[r] + p);
-                    }
-                    for (std::size_t q = 0; q < tn; ++q) {
-                        const fbatch bv = fbatch::load_unaligned(b0[q] + p);
-                        for (std::size_t r = 0; r < tm; ++r) {
-                            acc[r * tn + q] = simd::fma(av[r], bv, acc[r * tn + q]);
-                        }
-                    }
-                }
+            std::array<const float*, tn> b;
+            for (std::size_t q = 0; q < tn; ++q) {
+                b[q] = brows[j0 + std::min(q, nj - 1)];
+            }
+            std::array<fbatch, tm * tn> acc;
+            for (auto& v : acc) {
+                v = fbatch(0.0f);
+            }
+            for (std::size_t p = 0; p < kv; p += vw) {
+                std::array<fbatch, tm> av;
                 for (std::size_t r = 0; r < tm; ++r) {
-                    for (std::size_t q = 0; q < tn; ++q) {
-                        float dot = xsimd::hadd(acc[r * tn + q]);
-                        for (std::size_t p = kv; p < k; ++p) {
-                            dot += a0[r][p] * b0[q][p];
-                        }
-                        finish(i0 + r, j0 + q, dot);
+                    av[r] = detail::in_register(fbatch::load_unaligned(a[r] + p));
+                }
+                for (std::size_t q = 0; q < tn; ++q) {
+                    const fbatch bv = detail::in_register(fbatch::load_unaligned(b[q] + p));
+                    for (std::size_t r = 0; r < tm; ++r) {
+                        acc[r * tn + q] = simd::fma(av[r], bv, acc[r * tn + q]);
                     }
                 }
-            } else {
-                for (std::size_t r = 0; r < mi; ++r) {
-                    for (std::size_t q = 0; q < nj; ++q) {
-                        const float* ar = arows[i0 + r];
-                        const float* bq = brows[j0 + q];
-                        fbatch acc(0.0f);
-                        for (std::size_t p = 0; p < kv; p += vw) {
-                            acc = simd::fma(fbatch::load_unaligned(ar + p), fbatch::load_unaligned(bq + p), acc);
-                        }
-                        float dot = xsimd::hadd(acc);
-                        for (std::size_t p = kv; p < k; ++p) {
-                            dot += ar[p] * bq[p];
-                        }
-                        finish(i0 + r, j0 + q, dot);
+            }
+            for (std::size_t r = 0; r < mi; ++r) {
+                for (std::size_t q = 0; q < nj; ++q) {
+                    float dot = xsimd::hadd(acc[r * tn + q]);
+                    for (std::size_t p = kv; p < k; ++p) {
+                        dot += a[r][p] * b[q][p];
                     }
+                    float& out = c[(i0 + r) * ldc + j0 + q];
+                    out = alpha * dot + (beta == 0.0f ? 0.0f : beta * out);
                 }
             }
         }

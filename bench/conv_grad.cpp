@@ -1,0 +1,138 @@
+// The convolution's backward pass on the shapes of ResNet-20 and of its
+// pruned tickets (Fashion-MNIST padded to 32 x 32, batch 128): a layer
+// whose output channels were pruned should cost about its share of the
+// dense layer's MACs. For each stage, the dense layer (the baseline,
+// measured in the same run) and pruned widths; forward, backward, and the
+// backward split into weight gradient and input gradient (the layer's
+// metered phases). Then the two weight-gradient kernels the layer chooses
+// between (dot products, sgemm_nt_rows; panels of 16/32 columns,
+// sgemm_arows) on one sample group of the same shapes, one thread.
+//
+//   build/release/bench/bench_conv_grad [runs] [threads]
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include <frugal/cost/meter.hpp>
+#include <frugal/layers/conv2d.hpp>
+#include <frugal/numeric/random.hpp>
+#include <frugal/tensor/kernels/gemm.hpp>
+#include <frugal/tensor/parallel.hpp>
+
+#include "bench.hpp"
+
+namespace {
+
+struct layer_times {
+    double forward = 0, backward = 0, wgrad = 0, dx = 0;
+};
+
+layer_times time_layer(std::size_t in, std::size_t out, std::size_t hw, int runs, frugal::rng& g) {
+    frugal::conv2d c(in, out, 3, frugal::conv_options{.stride = 1, .padding = 1, .bias = false});
+    for (auto& v : c.weight()) {
+        v = g.uniform() - 0.5f;
+    }
+    frugal::tensor4 x = frugal::tensor4::from_shape({128, in, hw, hw});
+    for (auto& v : x) {
+        v = g.uniform() - 0.5f;
+    }
+    frugal::context ctx;
+    const frugal::tensor4& y = c.forward(ctx, x);
+    frugal::tensor4 dy = frugal::tensor4::from_shape({y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]});
+    for (auto& v : dy) {
+        v = g.uniform() - 0.5f;
+    }
+    layer_times t;
+    t.forward = bench::median_seconds([&] { bench::keep(c.forward(ctx, x)); }, runs);
+    t.backward = bench::median_seconds([&] { bench::keep(c.backward(ctx, dy)); }, runs);
+    // the split: the layer's own phase times over `runs` metered calls
+    frugal::cost_meter m;
+    ctx.meter = &m;
+    for (int r = 0; r < runs; ++r) {
+        c.backward(ctx, dy);
+    }
+    for (const auto& l : m.layers()) {
+        t.wgrad += l[frugal::phase::weight_gradient].seconds / runs;
+        t.dx += l[frugal::phase::backward_input].seconds / runs;
+    }
+    return t;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const int runs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 9;
+    const int threads = argc > 2 ? std::max(1, std::atoi(argv[2])) : 2;
+    frugal::set_num_threads(threads);
+    frugal::rng g(7);
+
+    struct stage {
+        std::size_t in, hw;
+        std::vector<std::size_t> outs; // the first is the dense width
+    };
+    const stage stages[] = {{16, 32, {16, 11, 8}}, {32, 16, {32, 26, 19, 15}}, {64, 8, {64, 45, 30}}};
+    std::printf("conv2d 3x3, batch 128, %d threads, median of %d (ms)\n", threads, runs);
+    std::printf("%-22s %8s %8s %8s %8s %10s %10s\n", "layer", "forward", "backward", "dW", "dx", "MACs/dense",
+                "bwd/dense");
+    for (const auto& s : stages) {
+        double dense_backward = 0;
+        for (std::size_t out : s.outs) {
+            const layer_times t = time_layer(s.in, out, s.hw, runs, g);
+            if (out == s.outs.front()) {
+                dense_backward = t.backward;
+            }
+            const double mac_share = static_cast<double>(out) / static_cast<double>(s.outs.front());
+            char name[64];
+            std::snprintf(name, sizeof name, "%zu->%zu, %zux%zu", s.in, out, s.hw, s.hw);
+            std::printf("%-22s %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n", name, t.forward * 1e3, t.backward * 1e3,
+                        t.wgrad * 1e3, t.dx * 1e3, mac_share, t.backward / dense_backward);
+            std::printf("BENCH conv_grad in=%zu out=%zu hw=%zu forward_ms=%.3f backward_ms=%.3f wgrad_ms=%.3f dx_ms=%.3f "
+                        "macs_vs_dense=%.3f backward_vs_dense=%.3f\n",
+                        s.in, out, s.hw, t.forward * 1e3, t.backward * 1e3, t.wgrad * 1e3, t.dx * 1e3, mac_share,
+                        t.backward / dense_backward);
+        }
+    }
+
+    // the two weight-gradient kernels on one group's shape: [in*9 x out] +=
+    // shifted images [in*9 x cols] x dy^T [cols x out], one thread
+    frugal::set_num_threads(1);
+    std::printf("\nweight-gradient kernels, one thread, GMAC/s (cols = 4640, a group of 4 padded 34 x 34 images)\n");
+    std::printf("%-16s %14s %14s\n", "in*9 x out", "sgemm_nt_rows", "sgemm_arows");
+    const std::size_t cols = 4640, width = 34;
+    for (std::size_t out : {8u, 16u, 19u, 32u, 45u, 64u}) {
+        const std::size_t in = 16, kk = in * 9;
+        std::vector<float> xc(in * cols + 3 * width + 64), dy(out * cols), dyt(cols * out), c(kk * out);
+        for (auto& v : xc) {
+            v = g.uniform() - 0.5f;
+        }
+        for (auto& v : dy) {
+            v = g.uniform() - 0.5f;
+        }
+        frugal::kernels::transpose(out, cols, dy.data(), cols, dyt.data(), out);
+        std::vector<const float*> rows(kk), dyrows(out);
+        for (std::size_t ci = 0; ci < in; ++ci) {
+            for (std::size_t t = 0; t < 9; ++t) {
+                rows[ci * 9 + t] = xc.data() + ci * cols + (t / 3) * width + t % 3;
+            }
+        }
+        for (std::size_t o = 0; o < out; ++o) {
+            dyrows[o] = dy.data() + o * cols;
+        }
+        const double macs = static_cast<double>(kk * out * cols);
+        const double t_nt = bench::median_seconds(
+            [&] { frugal::kernels::sgemm_nt_rows(kk, out, cols, 1.0f, rows.data(), dyrows.data(), 1.0f, c.data(), out); },
+            runs);
+        const double t_ar = bench::median_seconds(
+            [&] { frugal::kernels::sgemm_arows(kk, out, cols, 1.0f, rows.data(), dyt.data(), out, 1.0f, c.data(), out); },
+            runs);
+        bench::keep(c);
+        char name[32];
+        std::snprintf(name, sizeof name, "%zu x %zu", kk, out);
+        std::printf("%-16s %14.1f %14.1f\n", name, macs / t_nt * 1e-9, macs / t_ar * 1e-9);
+        std::printf("BENCH conv_grad_kernel kk=%zu out=%zu nt_gmacs=%.2f arows_gmacs=%.2f\n", kk, out,
+                    macs / t_nt * 1e-9, macs / t_ar * 1e-9);
+    }
+    return 0;
+}

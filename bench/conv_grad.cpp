@@ -4,9 +4,10 @@
 // dense layer's MACs. For each stage, the dense layer (the baseline,
 // measured in the same run) and pruned widths; forward, backward, and the
 // backward split into weight gradient and input gradient (the layer's
-// metered phases). Then the two weight-gradient kernels the layer chooses
-// between (dot products, sgemm_nt_rows; panels of 16/32 columns,
-// sgemm_arows) on one sample group of the same shapes, one thread.
+// metered phases: the wall time split as its first thread spent it). Then
+// the two weight-gradient kernels the layer chooses between (dot products,
+// sgemm_nt_rows, below the panel width: 32 columns with AVX-512, 16 with
+// AVX2; panels, sgemm_arows) on one sample group of each stage, one thread.
 //
 //   build/release/bench/bench_conv_grad [runs] [threads]
 
@@ -18,6 +19,7 @@
 #include <frugal/cost/meter.hpp>
 #include <frugal/layers/conv2d.hpp>
 #include <frugal/numeric/random.hpp>
+#include <frugal/numeric/simd.hpp>
 #include <frugal/tensor/kernels/gemm.hpp>
 #include <frugal/tensor/parallel.hpp>
 
@@ -73,7 +75,9 @@ int main(int argc, char** argv) {
         std::vector<std::size_t> outs; // the first is the dense width
     };
     const stage stages[] = {{16, 32, {16, 11, 8}}, {32, 16, {32, 26, 19, 15}}, {64, 8, {64, 45, 30}}};
-    std::printf("conv2d 3x3, batch 128, %d threads, median of %d (ms)\n", threads, runs);
+    std::printf("conv2d 3x3, batch 128, %d threads, forward and backward: median of %d (ms); dW and dx: the\n"
+                "backward's wall time split as the layer's first thread spent it (its metered phases), mean of %d\n",
+                threads, runs, runs);
     std::printf("%-22s %8s %8s %8s %8s %10s %10s\n", "layer", "forward", "backward", "dW", "dx", "MACs/dense",
                 "bwd/dense");
     for (const auto& s : stages) {
@@ -95,44 +99,76 @@ int main(int argc, char** argv) {
         }
     }
 
-    // the two weight-gradient kernels on one group's shape: [in*9 x out] +=
-    // shifted images [in*9 x cols] x dy^T [cols x out], one thread
+    // the two weight-gradient kernels on one sample group of each stage, as
+    // the layer calls them: [in*9 x out] += shifted canvases [in*9 x cols]
+    // x dy^T [cols x out]; the canvas as conv2d lays it out (images side by
+    // side with one shared padding row/column, enough images for >= 384
+    // positions; cols rounded up to the vector width), one thread
     frugal::set_num_threads(1);
-    std::printf("\nweight-gradient kernels, one thread, GMAC/s (cols = 4640, a group of 4 padded 34 x 34 images)\n");
-    std::printf("%-16s %14s %14s\n", "in*9 x out", "sgemm_nt_rows", "sgemm_arows");
-    const std::size_t cols = 4640, width = 34;
-    for (std::size_t out : {8u, 16u, 19u, 32u, 45u, 64u}) {
-        const std::size_t in = 16, kk = in * 9;
-        std::vector<float> xc(in * cols + 3 * width + 64), dy(out * cols), dyt(cols * out), c(kk * out);
+    std::printf("\nweight-gradient kernels on one sample group, one thread, GMAC/s\n");
+    std::printf("%-24s %14s %14s\n", "in*9 x out, cols", "sgemm_nt_rows", "sgemm_arows");
+    for (const auto& s : stages) {
+        const std::size_t hw = s.hw, tile = (hw + 1) * (hw + 1);
+        const std::size_t count = std::max<std::size_t>(1, std::min<std::size_t>(128, (384 + tile - 1) / tile));
+        std::size_t tiles_x = 1;
+        while (tiles_x * tiles_x < count) {
+            ++tiles_x;
+        }
+        const std::size_t tiles_y = (count + tiles_x - 1) / tiles_x;
+        const std::size_t width = 1 + tiles_x * (hw + 1), height = 1 + tiles_y * (hw + 1), plane = width * height;
+        const std::size_t last = count - 1;
+        const std::size_t out_origin = (1 + (last / tiles_x) * (hw + 1)) * width + 1 + (last % tiles_x) * (hw + 1) -
+                                       width - 1;
+        const std::size_t vw = frugal::simd::width;
+        const std::size_t cols = (out_origin - out_origin % width + hw * width + vw - 1) / vw * vw;
+        const std::size_t kk = s.in * 9;
+        std::vector<float> xc(s.in * plane + 3 * width + cols);
         for (auto& v : xc) {
             v = g.uniform() - 0.5f;
         }
-        for (auto& v : dy) {
-            v = g.uniform() - 0.5f;
-        }
-        frugal::kernels::transpose(out, cols, dy.data(), cols, dyt.data(), out);
-        std::vector<const float*> rows(kk), dyrows(out);
-        for (std::size_t ci = 0; ci < in; ++ci) {
+        std::vector<const float*> rows(kk);
+        for (std::size_t ci = 0; ci < s.in; ++ci) {
             for (std::size_t t = 0; t < 9; ++t) {
-                rows[ci * 9 + t] = xc.data() + ci * cols + (t / 3) * width + t % 3;
+                rows[ci * 9 + t] = xc.data() + ci * plane + (t / 3) * width + t % 3;
             }
         }
-        for (std::size_t o = 0; o < out; ++o) {
-            dyrows[o] = dy.data() + o * cols;
+        for (std::size_t out : s.outs) {
+            std::vector<float> dy(out * cols), dyt(cols * out), c(kk * out);
+            for (auto& v : dy) {
+                v = g.uniform() - 0.5f;
+            }
+            frugal::kernels::transpose(out, cols, dy.data(), cols, dyt.data(), out);
+            std::vector<const float*> dyrows(out);
+            for (std::size_t o = 0; o < out; ++o) {
+                dyrows[o] = dy.data() + o * cols;
+            }
+            const double macs = static_cast<double>(kk * out * cols);
+            const int reps = std::max(1, static_cast<int>(2e7 / macs));
+            const double t_nt = bench::median_seconds(
+                                    [&] {
+                                        for (int i = 0; i < reps; ++i) {
+                                            frugal::kernels::sgemm_nt_rows(kk, out, cols, 1.0f, rows.data(),
+                                                                           dyrows.data(), 1.0f, c.data(), out);
+                                        }
+                                    },
+                                    runs) /
+                                reps;
+            const double t_ar = bench::median_seconds(
+                                    [&] {
+                                        for (int i = 0; i < reps; ++i) {
+                                            frugal::kernels::sgemm_arows(kk, out, cols, 1.0f, rows.data(), dyt.data(),
+                                                                         out, 1.0f, c.data(), out);
+                                        }
+                                    },
+                                    runs) /
+                                reps;
+            bench::keep(c);
+            char name[48];
+            std::snprintf(name, sizeof name, "%zu x %zu, %zu", kk, out, cols);
+            std::printf("%-24s %14.1f %14.1f\n", name, macs / t_nt * 1e-9, macs / t_ar * 1e-9);
+            std::printf("BENCH conv_grad_kernel kk=%zu out=%zu cols=%zu nt_gmacs=%.2f arows_gmacs=%.2f\n", kk, out,
+                        cols, macs / t_nt * 1e-9, macs / t_ar * 1e-9);
         }
-        const double macs = static_cast<double>(kk * out * cols);
-        const double t_nt = bench::median_seconds(
-            [&] { frugal::kernels::sgemm_nt_rows(kk, out, cols, 1.0f, rows.data(), dyrows.data(), 1.0f, c.data(), out); },
-            runs);
-        const double t_ar = bench::median_seconds(
-            [&] { frugal::kernels::sgemm_arows(kk, out, cols, 1.0f, rows.data(), dyt.data(), out, 1.0f, c.data(), out); },
-            runs);
-        bench::keep(c);
-        char name[32];
-        std::snprintf(name, sizeof name, "%zu x %zu", kk, out);
-        std::printf("%-16s %14.1f %14.1f\n", name, macs / t_nt * 1e-9, macs / t_ar * 1e-9);
-        std::printf("BENCH conv_grad_kernel kk=%zu out=%zu nt_gmacs=%.2f arows_gmacs=%.2f\n", kk, out,
-                    macs / t_nt * 1e-9, macs / t_ar * 1e-9);
     }
     return 0;
 }

@@ -63,6 +63,7 @@ format_desc describe() {
 
 struct tally {
     std::uint64_t checked = 0;
+    std::uint64_t narrowed = 0; // of `checked`, the narrowings (phase 2)
     std::uint64_t failed = 0;
     std::string first;
 
@@ -272,6 +273,7 @@ void exhaustive_op(tally& t, unsigned parts) {
     }
     const auto distinct = distinct_values(results);
     const bool every_trap = A::width <= 8 && B::width <= 8;
+    const std::uint64_t before = t.checked;
     if ((parts & narrow_truncate) != 0) {
         narrowing_rounding<A, R, frugal::truncate>(distinct, every_trap, t);
     }
@@ -284,6 +286,7 @@ void exhaustive_op(tally& t, unsigned parts) {
     if ((parts & narrow_stochastic) != 0) {
         narrowing_rounding<A, R, frugal::stochastic>(distinct, every_trap, t);
     }
+    t.narrowed += t.checked - before;
 }
 
 /// Every pair of A and B values through the operations `Ops` (all three by
@@ -308,9 +311,13 @@ void exhaustive(const char* what, unsigned parts = every_part) {
         CHECK(t.checked >= ops * pairs);
     }
     if ((parts & ~unsigned{exact}) != 0) {
-        // phase 2 runs on the distinct results: at least the width of one operand's range each
-        const std::uint64_t narrowings = static_cast<std::uint64_t>(std::popcount(parts & ~unsigned{exact})) * 3;
-        CHECK(t.checked >= narrowings * ops * static_cast<std::uint64_t>(B::raw_max() - B::raw_min() + 1) / 31);
+        // phase 2 narrows every distinct result (at least B's range of them:
+        // one value of A with every value of B) under saturate and wrap, per
+        // rounding and operation
+        const std::uint64_t roundings = static_cast<std::uint64_t>(std::popcount(parts & ~unsigned{exact}));
+        const std::uint64_t range_b =
+            static_cast<std::uint64_t>(static_cast<std::int64_t>(B::raw_max()) - B::raw_min() + 1);
+        CHECK(t.narrowed >= 2 * roundings * ops * range_b);
     }
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,26 @@ TEST_CASE("sgemm_nt equals the reference on odd shapes") {
                 fr::kernels::sgemm_reference(m, n, k, 2.0f, a.data(), k, b.data(), n, 1.0f, r.data(), n);
                 INFO(m << "x" << n << "x" << k);
                 CHECK(max_diff(c, r) < 1e-4 * static_cast<double>(k));
+                // beta = 0 never reads C (NaN there stays out of the result), and
+                // a leading dimension of C past its width leaves the gap alone
+                const std::size_t ldc = n + 3;
+                std::vector<float> c0(m * ldc, std::numeric_limits<float>::quiet_NaN()), r0(m * n, 0.0f);
+                fr::kernels::sgemm_nt(m, n, k, 1.0f, a.data(), k, bt.data(), k, 0.0f, c0.data(), ldc);
+                fr::kernels::sgemm_reference(m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, r0.data(), n);
+                double worst = 0.0;
+                bool gap_untouched = true;
+                for (std::size_t i = 0; i < m; ++i) {
+                    for (std::size_t j = 0; j < ldc; ++j) {
+                        const float v = c0[i * ldc + j];
+                        if (j < n) {
+                            worst = std::isnan(v) ? 1e30 : std::max(worst, std::abs(static_cast<double>(v - r0[i * n + j])));
+                        } else {
+                            gap_untouched = gap_untouched && std::isnan(v);
+                        }
+                    }
+                }
+                CHECK(worst < 1e-4 * static_cast<double>(k));
+                CHECK(gap_untouched);
             }
         }
     }

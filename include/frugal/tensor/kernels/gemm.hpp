@@ -67,13 +67,20 @@ inline constexpr std::size_t gemm_kc = 256;
 /// `v`, held in a vector register. Without it GCC folds a vector that four
 /// multiply-adds use into each of them as a memory operand, loading it four
 /// times: the dot-product kernel (sgemm_nt_rows) ran at 35 GMAC/s on one
-/// core instead of 75 (five loads per four multiply-adds, most of them
-/// split across cache lines).
+/// AVX-512 core instead of 75-95 (five loads per four multiply-adds, most
+/// of them split across cache lines). Only with AVX-512's 32 vector
+/// registers: the kernel's 4 x 4 tile holds 16 accumulators, 4 + 1 operands
+/// (21 registers), more than SSE2 and AVX2 have; there, and on compilers
+/// other than GCC and Clang, the compiler chooses.
 inline fbatch in_register(fbatch v) noexcept {
-#if defined(__GNUC__)
-    typename fbatch::register_type r = v;
-    asm("" : "+v"(r));
-    return fbatch(r);
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if constexpr (vw == 16) {
+        typename fbatch::register_type r = v;
+        asm("" : "+v"(r));
+        return fbatch(r);
+    } else {
+        return v;
+    }
 #else
     return v;
 #endif
@@ -100,8 +107,9 @@ inline void micro(std::size_t k, float alpha, const float* const* arows, const f
             b[v] = fbatch::load_unaligned(brow + v * vw);
         }
         // fully unrolled: with MR x 1 accumulators GCC otherwise kept
-        // them on the stack (a load and a store per multiply-add; the
-        // 16-column panel ran at 42 GMAC/s on one core, the 32-column at 107)
+        // them on the stack (a load and a store per multiply-add; with
+        // AVX-512 the 16-column panel ran at 42 GMAC/s on one core, the
+        // 32-column one at ~100)
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
             const fbatch av(a[r][p]);

@@ -6,8 +6,10 @@
 // backward split into weight gradient and input gradient (the layer's
 // metered phases: the wall time split as its first thread spent it). Then
 // the two weight-gradient kernels the layer chooses between (dot products,
-// sgemm_nt_rows, below the panel width: 32 columns with AVX-512, 16 with
-// AVX2; panels, sgemm_arows) on one sample group of each stage, one thread.
+// sgemm_nt_rows; panels on zero-padded columns, sgemm_nt_panels, with the
+// transposition of dy it does) on one sample group of each stage and a
+// sweep of output widths, one thread, and which one the layer takes
+// (nt_panels_pay).
 //
 //   build/release/bench/bench_conv_grad [runs] [threads]
 
@@ -72,9 +74,12 @@ int main(int argc, char** argv) {
 
     struct stage {
         std::size_t in, hw;
-        std::vector<std::size_t> outs; // the first is the dense width
+        std::vector<std::size_t> outs;  // the first is the dense width
+        std::vector<std::size_t> sweep; // the kernel table's widths
     };
-    const stage stages[] = {{16, 32, {16, 11, 8}}, {32, 16, {32, 26, 19, 15}}, {64, 8, {64, 45, 30}}};
+    const stage stages[] = {{16, 32, {16, 11, 8}, {4, 8, 11, 12, 13, 14, 15, 16}},
+                            {32, 16, {32, 26, 19, 15}, {15, 17, 19, 22, 24, 26, 28, 30, 32}},
+                            {64, 8, {64, 45, 30}, {30, 36, 45, 48, 64}}};
     std::printf("conv2d 3x3, batch 128, %d threads, forward and backward: median of %d (ms); dW and dx: the\n"
                 "backward's wall time split as the layer's first thread spent it (its metered phases), mean of %d\n",
                 threads, runs, runs);
@@ -106,7 +111,7 @@ int main(int argc, char** argv) {
     // positions; cols rounded up to the vector width), one thread
     frugal::set_num_threads(1);
     std::printf("\nweight-gradient kernels on one sample group, one thread, GMAC/s\n");
-    std::printf("%-24s %14s %14s\n", "in*9 x out, cols", "sgemm_nt_rows", "sgemm_arows");
+    std::printf("%-24s %14s %16s %8s\n", "in*9 x out, cols", "sgemm_nt_rows", "sgemm_nt_panels", "layer");
     for (const auto& s : stages) {
         const std::size_t hw = s.hw, tile = (hw + 1) * (hw + 1);
         const std::size_t count = std::max<std::size_t>(1, std::min<std::size_t>(128, (384 + tile - 1) / tile));
@@ -132,12 +137,11 @@ int main(int argc, char** argv) {
                 rows[ci * 9 + t] = xc.data() + ci * plane + (t / 3) * width + t % 3;
             }
         }
-        for (std::size_t out : s.outs) {
-            std::vector<float> dy(out * cols), dyt(cols * out), c(kk * out);
+        for (std::size_t out : s.sweep) {
+            std::vector<float> dy(out * cols), c(kk * out);
             for (auto& v : dy) {
                 v = g.uniform() - 0.5f;
             }
-            frugal::kernels::transpose(out, cols, dy.data(), cols, dyt.data(), out);
             std::vector<const float*> dyrows(out);
             for (std::size_t o = 0; o < out; ++o) {
                 dyrows[o] = dy.data() + o * cols;
@@ -153,21 +157,23 @@ int main(int argc, char** argv) {
                                     },
                                     runs) /
                                 reps;
-            const double t_ar = bench::median_seconds(
+            const double t_pa = bench::median_seconds(
                                     [&] {
                                         for (int i = 0; i < reps; ++i) {
-                                            frugal::kernels::sgemm_arows(kk, out, cols, 1.0f, rows.data(), dyt.data(),
-                                                                         out, 1.0f, c.data(), out);
+                                            frugal::kernels::sgemm_nt_panels(kk, out, cols, 1.0f, rows.data(),
+                                                                             dy.data(), cols, 1.0f, c.data(), out);
                                         }
                                     },
                                     runs) /
                                 reps;
             bench::keep(c);
-            char name[48];
+            const bool panels = frugal::kernels::nt_panels_pay(out);
+            char name[64];
             std::snprintf(name, sizeof name, "%zu x %zu, %zu", kk, out, cols);
-            std::printf("%-24s %14.1f %14.1f\n", name, macs / t_nt * 1e-9, macs / t_ar * 1e-9);
-            std::printf("BENCH conv_grad_kernel kk=%zu out=%zu cols=%zu nt_gmacs=%.2f arows_gmacs=%.2f\n", kk, out,
-                        cols, macs / t_nt * 1e-9, macs / t_ar * 1e-9);
+            std::printf("%-24s %14.1f %16.1f %8s\n", name, macs / t_nt * 1e-9, macs / t_pa * 1e-9,
+                        panels ? "panels" : "dots");
+            std::printf("BENCH conv_grad_kernel kk=%zu out=%zu cols=%zu nt_gmacs=%.2f panels_gmacs=%.2f layer=%s\n", kk,
+                        out, cols, macs / t_nt * 1e-9, macs / t_pa * 1e-9, panels ? "panels" : "dots");
         }
     }
     return 0;

@@ -10,9 +10,10 @@
 //           trained for the whole budget
 //   dense   the unpruned reference (no penalty, no pruning)
 //
-// --search-bits 8 (ResNets) runs the dense search (and ns's dense training)
-// on 8-bit integer convolutions (FracTrain's quantized_conv, a8w8e8); the
-// ticket is shrunk to a float network, which retrains in FP32 (SPEC 2.2's
+// --search-bits 8 runs the dense search (and ns's dense training) on 8-bit
+// integer convolutions (FracTrain's quantized_conv, a8w8e8: on a ResNet the
+// residual blocks' convolutions, the stem float; on VGG every convolution);
+// the ticket is shrunk to a float network, which retrains in FP32 (SPEC 2.2's
 // low-precision search; its SWALP averaging is not used).
 //
 //   early_bird --method eb --model vgg16 --ratio 0.5 --epochs 160 --out runs/eb-vgg16-50
@@ -376,7 +377,7 @@ int main(int argc, char** argv) try {
     s.retrain_lambda = a.real("retrain-lambda", 1e-4, "L1 penalty while training the pruned network");
     s.epsilon = a.real("epsilon", 0.1, "early-bird threshold on the mask distance");
     s.search_bits = static_cast<int>(
-        a.integer("search-bits", 0, "dense search on integer convolutions of this width (2..8; ResNets; 0: FP32)"));
+        a.integer("search-bits", 0, "dense search on integer convolutions of this width (2..8; 0: FP32)"));
     const std::string out = a.str("out", "", "output folder (resumes if present; empty: a temporary folder)");
     s.seed = static_cast<std::uint64_t>(a.integer("seed", 1, "seed of initialisation, shuffling and augmentation"));
     const long threads = a.integer("threads", 0, "threads (0: every core)");
@@ -392,9 +393,6 @@ int main(int argc, char** argv) try {
     }
     if (s.search_bits != 0 && (s.search_bits < 2 || s.search_bits > 8)) {
         a.fail("--search-bits must be 0 (FP32) or 2..8");
-    }
-    if (s.search_bits != 0 && s.model.rfind("resnet", 0) != 0) {
-        a.fail("--search-bits: the low-precision search is implemented for ResNets only");
     }
     if (s.epochs == 0 || batch <= 0) {
         a.fail("--epochs and --batch must be positive");
@@ -432,9 +430,16 @@ int main(int argc, char** argv) try {
 
     int rc = 2;
     if (s.model == "vgg16") {
-        rc = run(frugal::vgg16(1, 28, 10, s.seed), s, data, [](const frugal::channel_mask& m, std::uint64_t seed) {
+        const auto ticket = [](const frugal::channel_mask& m, std::uint64_t seed) {
             return frugal::vgg(frugal::pruned_vgg_config(frugal::vgg16_config(), m), 1, 28, 10, seed);
-        });
+        };
+        if (s.search_bits > 0) {
+            auto net = frugal::vgg16<frugal::quantized_conv_maker>(1, 28, 10, s.seed);
+            frugal::set_model_precision(net, {s.search_bits, s.search_bits, s.search_bits});
+            rc = run(std::move(net), s, data, ticket);
+        } else {
+            rc = run(frugal::vgg16(1, 28, 10, s.seed), s, data, ticket);
+        }
     } else if (s.model.rfind("resnet", 0) == 0) {
         const std::size_t depth = static_cast<std::size_t>(std::stoul(s.model.substr(6)));
         const auto ticket = [depth](const frugal::channel_mask& m, std::uint64_t seed) {

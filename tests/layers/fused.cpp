@@ -349,10 +349,13 @@ TEST_CASE("conv2d: the output sums kept on request are the planes' sums, in trai
 }
 
 TEST_CASE("conv2d: forward_rows and its backward equal the layer run on the gathered samples") {
-    // (kernel, stride, image side): read in place (3, 1); gathered inside (3, 2) and (1, 1); the
-    // single-tap path of 1 x 1 images, read in place at any stride (3, 1, 1) and (3, 2, 1)
+    // (kernel, stride, image side): read in place (3, 1, 11) and on the polyphase canvases (3, 2,
+    // 24: 12 output rows, polyphase_min_side); gathered inside (3, 2, 11), (1, 1), (1, 2) and (5,
+    // 2); the single-tap path of 1 x 1 images, read in place at any stride (3, 1, 1) and (3, 2, 1)
+    static_assert(fr::conv2d::polyphase_min_side <= 12);
     for (const auto& [kernel, stride, side] : {std::tuple<std::size_t, std::size_t, std::size_t>{3, 1, 11},
-                                               {3, 2, 11}, {1, 1, 11}, {3, 1, 1}, {3, 2, 1}}) {
+                                               {3, 2, 24}, {3, 2, 11}, {1, 1, 11}, {1, 2, 11}, {5, 2, 11},
+                                               {3, 1, 1}, {3, 2, 1}}) {
         CAPTURE(kernel);
         CAPTURE(stride);
         CAPTURE(side);
@@ -363,8 +366,8 @@ TEST_CASE("conv2d: forward_rows and its backward equal the layer run on the gath
         b.weight() = a.weight();
         a.keep_output_sums(true);
         b.keep_output_sums(true);
-        // 13 samples of 11 x 12 (or 1 x 1): several canvases of several images each at stride 1
-        const fr::tensor4 x = random_tensor({13, 3, side, side == 1 ? std::size_t{1} : std::size_t{12}}, g);
+        // 13 samples of side x (side + 1) (or 1 x 1): several canvases of several images each at stride 1
+        const fr::tensor4 x = random_tensor({13, 3, side, side == 1 ? std::size_t{1} : side + 1}, g);
         const std::vector<std::size_t> rows{12, 0, 5, 6, 7, 2, 9, 3, 5}; // a sample twice, too
         const fr::tensor4 xg = gather(x, rows);
         fr::context ctx;

@@ -51,8 +51,12 @@ TEST_CASE("conv2d gradients on odd shapes strides and paddings") {
         std::size_t n, cin, cout, h, w, k, stride, pad;
         bool bias;
     };
-    // covers the implicit (stride 1, >= 10x10 outputs) and the im2col paths
+    // covers the implicit (stride 1, >= 10x10 outputs), the polyphase (stride 2, 3 x 3, padding 1,
+    // outputs of polyphase_min_side and more: odd and even sides; several images per canvas) and
+    // the im2col paths (the smaller strided ones)
+    constexpr std::size_t ps = 2 * fr::conv2d::polyphase_min_side;
     const cfg cases[] = {
+        {2, 2, 3, ps, ps + 1, 3, 2, 1, true}, {3, 1, 2, ps + 3, ps, 3, 2, 1, false}, {2, 2, 3, 9, 9, 5, 2, 2, true},
         {2, 3, 5, 12, 11, 3, 1, 1, true},  {3, 2, 4, 7, 9, 3, 2, 1, false}, {2, 1, 6, 12, 12, 5, 1, 2, true},
         {2, 3, 3, 14, 13, 5, 1, 0, true},  {2, 4, 5, 6, 6, 1, 2, 0, false}, {1, 2, 3, 5, 5, 1, 1, 0, true},
         {3, 3, 2, 4, 5, 2, 1, 0, true},    {2, 2, 17, 3, 3, 3, 1, 1, true}, {13, 2, 3, 5, 5, 3, 1, 1, true},
@@ -79,7 +83,10 @@ TEST_CASE("conv2d gradients on odd shapes strides and paddings") {
 TEST_CASE("conv2d forward equals a direct convolution") {
     fr::rng g(5);
     // the last three: 1 x 1 images (the single-tap path)
-    for (const auto& [k, s, p, h] : {std::tuple{3, 1, 1, 12}, {3, 2, 1, 9}, {5, 1, 2, 11}, {1, 2, 0, 8}, {3, 1, 1, 1},
+    // (3, 2, 1, 24 / 25): the polyphase path (fr::conv2d::polyphase_min_side = 12 outputs a side)
+    static_assert(fr::conv2d::polyphase_min_side <= 12);
+    for (const auto& [k, s, p, h] : {std::tuple{3, 1, 1, 12}, {3, 2, 1, 9}, {3, 2, 1, 24}, {3, 2, 1, 25}, {3, 2, 1, 2},
+                                     {5, 1, 2, 11}, {1, 2, 0, 8}, {5, 2, 2, 9}, {3, 1, 1, 1},
                                      {5, 1, 2, 1}, {3, 2, 1, 1}}) {
         fr::conv2d conv(3, 4, static_cast<std::size_t>(k), {static_cast<std::size_t>(s), static_cast<std::size_t>(p), true});
         init(conv);
@@ -131,7 +138,8 @@ TEST_CASE("conv2d weight gradient equals a direct sum for channel counts around 
     constexpr std::size_t nr = fr::kernels::detail::gemm_nr, vw = fr::kernels::detail::vw;
     fr::rng g(17);
     for (const std::size_t cout : {nr - 1, nr, nr + 1, nr + vw - 1, 2 * nr + 7}) {
-        for (const auto& [h, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {9, 1}, {6, 2}, {1, 1}}) {
+        // (24, 2): the polyphase path
+        for (const auto& [h, stride] : {std::pair<std::size_t, std::size_t>{3, 1}, {9, 1}, {6, 2}, {24, 2}, {1, 1}}) {
             CAPTURE(cout);
             CAPTURE(h);
             CAPTURE(stride);

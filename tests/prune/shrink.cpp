@@ -207,6 +207,49 @@ TEST_CASE("a resnet of quantized blocks (a low-precision search) shrinks to the 
     CHECK(max_diff(masked8, shrunk) <= 0.1 * (1.0 + max_abs(masked)));
 }
 
+TEST_CASE("a vgg of quantized convolutions (a low-precision search) shrinks to the float network it masks") {
+    const std::vector<std::size_t> cfg = {6, 0, 8, 8, 0, 10};
+    auto net = fr::vgg<fr::quantized_conv_maker>(cfg, 1, 8, 5, 3);
+    static_assert(std::is_same_v<decltype(net.get<0>()[0].conv()), fr::quantized_conv&>);
+    randomize_batchnorms(net, 14);
+    fr::set_model_precision(net, fr::bit_widths::full());
+    fr::rng g(9);
+    const fr::tensor4 x = gradcheck::random_tensor({3, 1, 8, 8}, g);
+    const auto mask = fr::ticket_mask(net, 0.5);
+    REQUIRE(mask.layers() == 4);
+    REQUIRE(mask.kept() < mask.size());
+    auto small = fr::shrink(net, mask);
+    static_assert(std::is_same_v<decltype(small), fr::vgg_t>);
+    for (std::size_t i = 0; i < small.get<0>().size(); ++i) {
+        CHECK(small.get<0>()[i].conv().out_channels() == mask.kept(i));
+    }
+    // the same float network built from the master weights, masked
+    auto plain = fr::vgg(cfg, 1, 8, 5, 3);
+    for (std::size_t i = 0; i < plain.get<0>().size(); ++i) {
+        auto& to = plain.get<0>()[i];
+        const auto& from = net.get<0>()[i];
+        to.conv().weight() = from.conv().float_conv().weight();
+        to.bn().gamma() = from.bn().gamma();
+        to.bn().beta() = from.bn().beta();
+        to.bn().running_mean() = from.bn().running_mean();
+        to.bn().running_var() = from.bn().running_var();
+    }
+    plain.get<2>().weight() = net.get<2>().weight();
+    plain.get<2>().bias() = net.get<2>().bias();
+    fr::apply_mask(plain, mask);
+    fr::apply_mask(net, mask);
+    const fr::tensor4 masked_float = eval(plain, x);
+    const fr::tensor4 masked = eval(net, x); // full precision: the master convolutions
+    const fr::tensor4 shrunk = eval(small, x);
+    CHECK(max_diff(masked, masked_float) == 0.0);
+    CHECK(max_diff(masked, shrunk) <= 1e-5 * (1.0 + max_abs(masked)));
+    // at 8 bits (the search) the masked network computes nearly the same: the quantization error only
+    fr::set_model_precision(net, fr::bit_widths{8, 8, 8});
+    const fr::tensor4 masked8 = eval(net, x);
+    CHECK(max_diff(masked8, shrunk) > 0.0);
+    CHECK(max_diff(masked8, shrunk) <= 0.1 * (1.0 + max_abs(masked)));
+}
+
 TEST_CASE("parameter counts and forward multiply-accumulates of shrunk models by hand") {
     fr::rng g(7);
     const fr::tensor4 x = gradcheck::random_tensor({2, 1, 8, 8}, g);

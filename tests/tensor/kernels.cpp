@@ -68,18 +68,22 @@ TEST_CASE("sgemm equals the reference on odd shapes") {
     CHECK(max_diff(c, r) < 1e-4);
 }
 
-TEST_CASE("sgemm_nt equals the reference on odd shapes") {
-    // edge tiles of 1-3 rows or columns (m, n not multiples of 4), k below,
-    // at and past the vector width, and a long k as in a weight gradient
-    fr::rng g(2);
+namespace {
+/// C = alpha * A * B^T + beta * C by `gemm(m, n, k, alpha, a, b_transposed, beta, c, ldc)` (A and B^T
+/// row-major with leading dimension k) against the reference on odd shapes: edge tiles of 1-3 rows or
+/// columns (m, n not multiples of 4), n below, at and past the vector width, k below, at and past it,
+/// and a long k as in a weight gradient.
+template <class Gemm>
+void check_nt_kernel(Gemm&& gemm, std::uint64_t seed) {
+    fr::rng g(seed);
     for (std::size_t m : {1u, 3u, 4u, 17u}) {
-        for (std::size_t n : {1u, 5u, 8u, 19u, 65u}) {
+        for (std::size_t n : {1u, 5u, 8u, 15u, 16u, 19u, 30u, 32u, 65u}) {
             for (std::size_t k : {1u, 15u, 16u, 33u, 100u, 1000u}) {
                 const auto a = random_vec(m * k, g), bt = random_vec(n * k, g);
                 std::vector<float> b(k * n);
                 fr::kernels::transpose(n, k, bt.data(), k, b.data(), n);
                 auto c = random_vec(m * n, g), r = c;
-                fr::kernels::sgemm_nt(m, n, k, 2.0f, a.data(), k, bt.data(), k, 1.0f, c.data(), n);
+                gemm(m, n, k, 2.0f, a.data(), bt.data(), 1.0f, c.data(), n);
                 fr::kernels::sgemm_reference(m, n, k, 2.0f, a.data(), k, b.data(), n, 1.0f, r.data(), n);
                 INFO(m << "x" << n << "x" << k);
                 CHECK(max_diff(c, r) < 1e-4 * static_cast<double>(k));
@@ -87,7 +91,7 @@ TEST_CASE("sgemm_nt equals the reference on odd shapes") {
                 // a leading dimension of C past its width leaves the gap alone
                 const std::size_t ldc = n + 3;
                 std::vector<float> c0(m * ldc, std::numeric_limits<float>::quiet_NaN()), r0(m * n, 0.0f);
-                fr::kernels::sgemm_nt(m, n, k, 1.0f, a.data(), k, bt.data(), k, 0.0f, c0.data(), ldc);
+                gemm(m, n, k, 1.0f, a.data(), bt.data(), 0.0f, c0.data(), ldc);
                 fr::kernels::sgemm_reference(m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, r0.data(), n);
                 double worst = 0.0;
                 bool gap_untouched = true;
@@ -106,6 +110,27 @@ TEST_CASE("sgemm_nt equals the reference on odd shapes") {
             }
         }
     }
+}
+} // namespace
+
+TEST_CASE("sgemm_nt (dot products) equals the reference on odd shapes") {
+    check_nt_kernel(
+        [](std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, const float* bt, float beta,
+           float* c, std::size_t ldc) { fr::kernels::sgemm_nt(m, n, k, alpha, a, k, bt, k, beta, c, ldc); },
+        2);
+}
+
+TEST_CASE("sgemm_nt_panels (zero-padded panels) equals the reference on odd shapes") {
+    check_nt_kernel(
+        [](std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, const float* bt, float beta,
+           float* c, std::size_t ldc) {
+            std::vector<const float*> arows(m);
+            for (std::size_t i = 0; i < m; ++i) {
+                arows[i] = a + i * k;
+            }
+            fr::kernels::sgemm_nt_panels(m, n, k, alpha, arows.data(), bt, k, beta, c, ldc);
+        },
+        3);
 }
 
 TEST_CASE("int8 gemm equals the reference exactly on odd shapes") {

@@ -36,6 +36,12 @@ struct conv_options {
 
 class conv2d : public layer_base {
 public:
+    /// Stride-2 3 x 3 convolutions with padding 1 read their input in place on polyphase canvases
+    /// (no im2col) from outputs of this side on: a canvas holds (side + 1)^2 positions per side^2
+    /// outputs, and below 12 x 12 im2col was as fast (measured: 16 -> 23 channels at 32 x 32,
+    /// backward 4.3 -> 3.0 ms; 32 -> 64 at 16 x 16, 3.25 -> 3.5 ms, so left to im2col).
+    static constexpr std::size_t polyphase_min_side = 12;
+
     /// @param in, out  channels; @param kernel  square kernel size
     conv2d(std::size_t in, std::size_t out, std::size_t kernel, conv_options o = {})
         : layer_base("conv2d"), in_(in), out_(out), k_(kernel), opt_(o),
@@ -275,10 +281,23 @@ private:
         double wgrad = 0.0, dx = 0.0; // measured on the first thread
     };
 
-    /// Stride-1 convolutions read the (zero-padded) images in place; strided
-    /// ones go through im2col.
+    /// Stride-1 convolutions read the (zero-padded) images in place, and so do
+    /// stride-2 3 x 3 ones with padding 1 (polyphase); other strided ones go
+    /// through im2col.
     [[nodiscard]] static bool implicit(const conv_geometry& g) noexcept {
-        return g.stride == 1 && g.k > 1 && g.pad <= g.k - 1;
+        return (g.stride == 1 && g.k > 1 && g.pad <= g.k - 1) || polyphase(g);
+    }
+
+    /// A stride-2 3 x 3 convolution with padding 1 (the first of a ResNet stage) runs on the four
+    /// phases of each image (its even or odd rows x even or odd columns, ceil(h/2) x ceil(w/2)
+    /// each): output row y reads input rows 2y - 1, 2y and 2y + 1, which are rows y - 1 and y of
+    /// the odd phase and row y of the even one (columns alike), so every tap reads one phase's
+    /// canvas shifted by 0 or 1 row and column, and the layer is a stride-1 implicit product over
+    /// 4c canvases: no im2col copy (9 floats per input value) in the forward and weight gradient.
+    /// Taken from outputs of polyphase_min_side on (public, above).
+    [[nodiscard]] static bool polyphase(const conv_geometry& g) noexcept {
+        return g.stride == 2 && g.k == 3 && g.pad == 1 && g.out_h() >= polyphase_min_side &&
+               g.out_w() >= polyphase_min_side;
     }
 
     /// A 1 x 1 image with a 1 x 1 output (VGG-16's last stage on 28-pixel images, 3 x 3 kernels
@@ -435,6 +454,64 @@ private:
         return std::max<std::size_t>(1, std::min(n, (384 + tile - 1) / tile));
     }
 
+    /// The canvas of the implicit product for cnt images: the images, or (polyphase) their
+    /// phases, with the padding the taps read.
+    [[nodiscard]] static canvas implicit_canvas(const conv_geometry& g, std::size_t cnt) noexcept {
+        return polyphase(g) ? canvas((g.h + 1) / 2, (g.w + 1) / 2, 1, cnt) : canvas(g.h, g.w, g.pad, cnt);
+    }
+    /// Images per canvas of the implicit product.
+    [[nodiscard]] static std::size_t implicit_count(const conv_geometry& g, std::size_t n) noexcept {
+        return polyphase(g) ? canvas_count((g.h + 1) / 2, (g.w + 1) / 2, 1, n) : canvas_count(g.h, g.w, g.pad, n);
+    }
+    /// Canvas planes per input channel: 1, or its 4 phases (phase (py, px) of channel c is plane
+    /// (2 py + px) c_total + c).
+    [[nodiscard]] static std::size_t implicit_planes(const conv_geometry& g) noexcept { return polyphase(g) ? 4 : 1; }
+
+    /// Copies the cnt images at sample(s) (c x h x w each) onto the implicit product's canvas
+    /// (plane per channel, or per phase and channel), zero elsewhere, then `slack` zeros.
+    template <class Sample>
+    static void fill_implicit(const conv_geometry& g, const canvas& cv, Sample sample, std::size_t c, float* out,
+                              std::size_t slack) noexcept {
+        if (!polyphase(g)) {
+            cv.fill_samples(sample, c, out, slack);
+            return;
+        }
+        std::memset(out, 0, (4 * c * cv.plane() + slack) * sizeof(float));
+        for (std::size_t s = 0; s < cv.count; ++s) {
+            const float* xs = sample(s);
+            for (std::size_t ph = 0; ph < 4; ++ph) {
+                const std::size_t py = ph / 2, px = ph % 2, rows = (g.h - py + 1) / 2, cols = (g.w - px + 1) / 2;
+                for (std::size_t ci = 0; ci < c; ++ci) {
+                    const float* src = xs + ci * g.h * g.w + py * g.w + px;
+                    float* dst = out + (ph * c + ci) * cv.plane() + cv.origin(s);
+                    for (std::size_t i = 0; i < rows; ++i) {
+                        detail::strided_copy(src + 2 * i * g.w, 2, dst + i * cv.width, cols);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row offsets of the implicit product over c input channels (tap_offsets, or the phase
+    /// canvas and shift of each tap).
+    static void implicit_offsets(const conv_geometry& g, std::size_t c, const canvas& cv, std::vector<std::size_t>& off) {
+        if (!polyphase(g)) {
+            tap_offsets(c, g.k, cv.plane(), cv.width, off);
+            return;
+        }
+        off.resize(c * 9);
+        for (std::size_t ci = 0; ci < c; ++ci) {
+            for (std::size_t ky = 0; ky < 3; ++ky) {
+                for (std::size_t kx = 0; kx < 3; ++kx) {
+                    // tap ky reads input row 2y + ky - 1: odd phase row y - 1 (ky 0), even row y (1), odd row y (2)
+                    const std::size_t py = ky != 1 ? 1 : 0, px = kx != 1 ? 1 : 0;
+                    const std::size_t oy = ky != 0 ? 1 : 0, ox = kx != 0 ? 1 : 0;
+                    off[(ci * 3 + ky) * 3 + kx] = ((2 * py + px) * c + ci) * cv.plane() + oy * cv.width + ox;
+                }
+            }
+        }
+    }
+
     /// Row offsets of the implicit product: for (c, ky, kx) in order,
     /// c * plane + ky * width + kx.
     static void tap_offsets(std::size_t c, std::size_t k, std::size_t plane, std::size_t width,
@@ -457,8 +534,8 @@ private:
     // input in place.
 
     void forward_implicit(const tensor4& x, const conv_geometry& g, bool sums) {
-        const std::size_t n = input_shape(x).n, k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
-        const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
+        const std::size_t n = input_shape(x).n, k = g.k, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
+        const std::size_t per = implicit_count(g, n), groups = (n + per - 1) / per;
         const float* bias = opt_.bias ? b_.data() : nullptr;
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int) {
             thread_local std::vector<float> xc, grid;
@@ -467,13 +544,13 @@ private:
             rows.resize(kk);
             for (std::size_t gi = gb; gi < ge; ++gi) {
                 const std::size_t n0 = gi * per, cnt = std::min(per, n - n0);
-                const canvas cv(g.h, g.w, p, cnt);
+                const canvas cv = implicit_canvas(g, cnt);
                 const std::size_t cols = cv.grid(ho);
-                xc.resize(in_ * cv.plane() + k * cv.width);
+                xc.resize(implicit_planes(g) * in_ * cv.plane() + k * cv.width);
                 grid.resize(out_ * cols);
-                cv.fill_samples([&](std::size_t i) { return sample(x, n0 + i, in_ * g.h * g.w); }, in_, xc.data(),
-                                k * cv.width);
-                tap_offsets(in_, k, cv.plane(), cv.width, offsets);
+                fill_implicit(g, cv, [&](std::size_t i) { return sample(x, n0 + i, in_ * g.h * g.w); }, in_, xc.data(),
+                              k * cv.width);
+                implicit_offsets(g, in_, cv, offsets);
                 for (std::size_t j = 0; j < kk; ++j) {
                     rows[j] = xc.data() + offsets[j];
                 }
@@ -500,10 +577,14 @@ private:
 
     void backward_implicit(const tensor4& x, const tensor4& dy, const conv_geometry& g, bool need_dx, timing& t) {
         const std::size_t n = input_shape(x).n, k = g.k, p = g.pad, ho = g.out_h(), wo = g.out_w(), kk = g.rows();
-        const std::size_t per = canvas_count(g.h, g.w, p, n), groups = (n + per - 1) / per;
-        // input gradient: a valid correlation of dy, padded by k - 1 - p, with the rotated kernel
+        const std::size_t per = implicit_count(g, n), groups = (n + per - 1) / per;
+        const bool poly = polyphase(g);
+        // input gradient (stride 1): a valid correlation of dy, padded by k - 1 - p, with the rotated kernel
         const std::size_t pd = k - 1 - p, kq = out_ * k * k;
-        if (need_dx) {
+        if (need_dx && poly) {
+            wt_.resize(kk * out_); // W^T: the tap gradients on the grid, added into the phase canvases
+            kernels::transpose(out_, kk, w_.data(), kk, wt_.data(), out_);
+        } else if (need_dx) {
             wrot_.resize(in_ * kq);
             for (std::size_t ci = 0; ci < in_; ++ci) {
                 for (std::size_t co = 0; co < out_; ++co) {
@@ -517,7 +598,7 @@ private:
         }
         const std::size_t wstride = w_.size() + b_.size();
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
-            thread_local std::vector<float> xc, dyw, dyt, dyc, dgrid;
+            thread_local std::vector<float> xc, dyw, dyc, dgrid;
             thread_local std::vector<std::size_t> offsets;
             thread_local std::vector<const float*> rows, dyrows;
             rows.resize(std::max(kk, kq));
@@ -527,7 +608,7 @@ private:
             for (std::size_t gi = gb; gi < ge; ++gi) {
                 const auto t0 = std::chrono::steady_clock::now();
                 const std::size_t n0 = gi * per, cnt = std::min(per, n - n0);
-                const canvas cv(g.h, g.w, p, cnt);
+                const canvas cv = implicit_canvas(g, cnt);
                 const std::size_t cols = cv.grid(ho);
                 // dy on the grid ([out x grid position], zero at the positions
                 // that are not output pixels and up to a multiple of the vector width)
@@ -543,23 +624,21 @@ private:
                         }
                     }
                 }
-                xc.resize(in_ * cv.plane() + k * cv.width + cpad);
-                cv.fill_samples([&](std::size_t i) { return sample(x, n0 + i, in_ * g.h * g.w); }, in_, xc.data(),
-                                k * cv.width + cpad);
-                tap_offsets(in_, k, cv.plane(), cv.width, offsets);
+                xc.resize(implicit_planes(g) * in_ * cv.plane() + k * cv.width + cpad);
+                fill_implicit(g, cv, [&](std::size_t i) { return sample(x, n0 + i, in_ * g.h * g.w); }, in_, xc.data(),
+                              k * cv.width + cpad);
+                implicit_offsets(g, in_, cv, offsets);
                 for (std::size_t j = 0; j < kk; ++j) {
                     rows[j] = xc.data() + offsets[j];
                 }
                 // dW^T [in*k*k x out] += shifted canvases x dy^T
-                if (out_ >= kernels::detail::gemm_nr) {
-                    // dy^T as the B operand: vectors along the output channels (any
-                    // count: the kernel takes the last out_ % W columns through a
-                    // padded copy, so a pruned layer of 463 channels stays here)
-                    dyt.resize(cpad * out_);
-                    kernels::transpose(out_, cpad, dyw.data(), cpad, dyt.data(), out_);
-                    kernels::sgemm_arows(kk, out_, cols, 1.0f, rows.data(), dyt.data(), out_, 1.0f, dw, out_);
+                if (kernels::nt_panels_pay(out_)) {
+                    // dy^T as the B operand: vectors along the output channels,
+                    // zero-padded to a multiple of the vector width (a pruned layer
+                    // of 463 or 30 channels runs on full panels)
+                    kernels::sgemm_nt_panels(kk, out_, cols, 1.0f, rows.data(), dyw.data(), cpad, 1.0f, dw, out_);
                 } else {
-                    // few output channels: dot products along the grid instead
+                    // few output channels, far from a vector multiple: dot products along the grid
                     for (std::size_t o = 0; o < out_; ++o) {
                         dyrows[o] = dyw.data() + o * cpad;
                     }
@@ -571,7 +650,35 @@ private:
                     }
                 }
                 const auto t1 = std::chrono::steady_clock::now();
-                if (need_dx) {
+                if (need_dx && poly) {
+                    // the gradient of every tap's row on the grid, W^T dy [in*9 x cols], added into
+                    // the phase canvas it read at its shift, then the phases interleaved back
+                    dgrid.resize(kk * cols);
+                    kernels::sgemm(kk, cols, out_, 1.0f, wt_.data(), out_, dyw.data(), cpad, 0.0f, dgrid.data(), cols);
+                    const std::size_t planes = 4 * in_ * cv.plane() + k * cv.width + cols;
+                    dyc.resize(planes);
+                    std::fill(dyc.begin(), dyc.begin() + static_cast<std::ptrdiff_t>(planes), 0.0f);
+                    for (std::size_t j = 0; j < kk; ++j) {
+                        float* d = dyc.data() + offsets[j];
+                        kernels::add(d, dgrid.data() + j * cols, d, cols);
+                    }
+                    for (std::size_t s = 0; s < cnt; ++s) {
+                        float* dxs = dx_.data() + (n0 + s) * in_ * g.h * g.w;
+                        for (std::size_t ph = 0; ph < 4; ++ph) {
+                            const std::size_t py = ph / 2, px = ph % 2;
+                            const std::size_t prow = (g.h - py + 1) / 2, pcol = (g.w - px + 1) / 2;
+                            for (std::size_t ci = 0; ci < in_; ++ci) {
+                                const float* src = dyc.data() + (ph * in_ + ci) * cv.plane() + cv.origin(s);
+                                float* d = dxs + ci * g.h * g.w + py * g.w + px;
+                                for (std::size_t i = 0; i < prow; ++i) {
+                                    for (std::size_t j = 0; j < pcol; ++j) {
+                                        d[2 * i * g.w + 2 * j] = src[i * cv.width + j];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } else if (need_dx) {
                     const canvas dc(ho, wo, pd, cnt);
                     const std::size_t dcols = dc.grid(g.h);
                     dyc.resize(out_ * dc.plane() + k * dc.width);
@@ -666,11 +773,10 @@ private:
         }
         const std::size_t stride = w_.size() + b_.size();
         parallel_chunks(groups, [&](std::size_t gb, std::size_t ge, int thread) {
-            thread_local std::vector<float> col, dyg, dyt, dcol;
+            thread_local std::vector<float> col, dyg, dcol;
             thread_local std::vector<const float*> rows;
             col.resize(kk * group * p);
             dyg.resize(out_ * group * p);
-            dyt.resize(group * p * out_);
             rows.resize(kk);
             if (need_dx) {
                 dcol.resize(kk * group * p);
@@ -680,20 +786,19 @@ private:
             for (std::size_t gi = gb; gi < ge; ++gi) {
                 const auto t0 = std::chrono::steady_clock::now();
                 const std::size_t n0 = gi * group, cnt = std::min(group, n - n0), ld = cnt * p;
-                // dy of the group as [out x ld] (for dx) and transposed [ld x out] (for dW)
+                // dy of the group as [out x ld]
                 for (std::size_t s = 0; s < cnt; ++s) {
                     const float* src = dy.data() + (n0 + s) * ystride;
                     for (std::size_t o = 0; o < out_; ++o) {
                         std::copy(src + o * p, src + (o + 1) * p, dyg.data() + o * ld + s * p);
                     }
                 }
-                kernels::transpose(out_, ld, dyg.data(), ld, dyt.data(), out_);
                 const float* bmat = gather_columns(x.data() + n0 * xstride, g, cnt, ld, col.data());
                 for (std::size_t r = 0; r < kk; ++r) {
                     rows[r] = bmat + r * ld;
                 }
-                // dW^T [in*k*k x out] += columns x dy^T
-                kernels::sgemm_arows(kk, out_, ld, 1.0f, rows.data(), dyt.data(), out_, 1.0f, dw, out_);
+                // dW^T [in*k*k x out] += columns x dy^T (dy transposed, its columns padded to full panels)
+                kernels::sgemm_nt_panels(kk, out_, ld, 1.0f, rows.data(), dyg.data(), ld, 1.0f, dw, out_);
                 if (opt_.bias) {
                     for (std::size_t o = 0; o < out_; ++o) {
                         db[o] += row_sum(dyg.data() + o * ld, ld);
@@ -746,6 +851,16 @@ private:
 };
 
 static_assert(layer<conv2d>);
+
+/// Builds the convolutions of a model template (basic_block, basic_vgg_unit):
+/// conv2d by default. A replacement provides `using type = Conv;` and
+/// `static Conv make(in, out, kernel, conv_options)` (quantized_conv_maker).
+struct plain_conv {
+    using type = conv2d;
+    [[nodiscard]] static conv2d make(std::size_t in, std::size_t out, std::size_t k, conv_options o) {
+        return conv2d(in, out, k, o);
+    }
+};
 
 } // namespace frugal
 

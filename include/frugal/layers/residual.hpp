@@ -34,15 +34,6 @@
 
 namespace frugal {
 
-/// Builds the convolutions of a block: conv2d by default. A replacement
-/// provides `static Conv make(in, out, kernel, conv_options)`.
-struct plain_conv {
-    using type = conv2d;
-    [[nodiscard]] static conv2d make(std::size_t in, std::size_t out, std::size_t k, conv_options o) {
-        return conv2d(in, out, k, o);
-    }
-};
-
 template <class ConvMaker = plain_conv>
 class basic_block {
 public:

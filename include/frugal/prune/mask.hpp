@@ -58,9 +58,9 @@ public:
 template <class Model>
 struct prune_rules;
 
-/// VGG: the batch norm of every convolution unit.
-template <>
-struct prune_rules<vgg_t> {
+/// VGG (of any convolution): the batch norm of every convolution unit.
+template <class ConvMaker>
+struct prune_rules<basic_vgg_t<ConvMaker>> {
     template <class Net, class F>
     static void for_each(Net& net, F&& f) {
         auto& units = net.template get<0>();

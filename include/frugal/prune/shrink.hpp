@@ -12,8 +12,10 @@
 /// what the masked model (`apply_mask`) computes, at the cost of the smaller
 /// one. It trains, evaluates, saves and loads like any other model.
 ///
-/// Supported: `vgg_t` (every convolution) and `cifar_resnet_t<basic_block<>>`
-/// (the inner width of each block; see prune_rules in prune/mask.hpp).
+/// Supported: `basic_vgg_t<ConvMaker>` (every convolution) and
+/// `cifar_resnet_t<basic_block<ConvMaker>>` (the inner width of each block;
+/// see prune_rules in prune/mask.hpp); a quantized search network shrinks to
+/// the float network of its master weights.
 /// To rebuild an empty model of the pruned shape (to load a checkpoint, or
 /// for the re-initialised ticket), use `vgg(pruned_vgg_config(config, mask))`
 /// and `pruned_cifar_resnet(depth, mask.kept_per_layer(), ...)`.
@@ -150,24 +152,29 @@ void check_mask_fits(const Model& net, const channel_mask& mask) {
 } // namespace detail
 
 /// VGG with only the channels `mask` keeps (mask from ticket_mask(net, p)).
-[[nodiscard]] inline vgg_t shrink(const vgg_t& net, const channel_mask& mask) {
+/// The units may use any convolution with float master weights (conv2d, or
+/// quantized_conv after a low-precision search); the shrunk network is a
+/// float one.
+template <class ConvMaker>
+[[nodiscard]] vgg_t shrink(const basic_vgg_t<ConvMaker>& net, const channel_mask& mask) {
+    using detail::master;
     detail::check_mask_fits(net, mask);
-    const auto& units = net.get<0>();
+    const auto& units = net.template get<0>();
     std::vector<vgg_unit> small;
     small.reserve(units.size());
     std::vector<std::size_t> ins = detail::all_channels(units[0].conv().in_channels());
     for (std::size_t i = 0; i < units.size(); ++i) {
         const std::vector<std::size_t> outs = mask.kept_channels(i);
         small.emplace_back(ins.size(), outs.size(), units[i].pooled());
-        detail::copy_selected(small.back().conv(), units[i].conv(), outs, ins);
+        detail::copy_selected(small.back().conv(), master(units[i].conv()), outs, ins);
         detail::copy_selected(small.back().bn(), units[i].bn(), outs);
         ins = outs;
     }
-    const dense& head = net.get<2>();
+    const dense& head = net.template get<2>();
     dense classifier(ins.size(), head.out_features(), head.has_bias());
     detail::copy_selected(classifier, head, ins);
     vgg_t out(repeated<vgg_unit>(std::move(small)), global_avg_pool{}, std::move(classifier));
-    out.set_input_grad(units[0].conv().input_grad());
+    out.set_input_grad(master(units[0].conv()).input_grad());
     return out;
 }
 

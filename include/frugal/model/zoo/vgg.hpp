@@ -9,6 +9,10 @@
 /// resolution allows, global average pooling and one dense classifier.
 /// On 32 x 32 images the five pools reach 1 x 1; on 28 x 28 the fifth pool
 /// is left out (28 -> 14 -> 7 -> 3 -> 1).
+///
+/// The convolutions are conv2d by default; `vgg<quantized_conv_maker>(...)`
+/// builds the same network on integer convolutions (EB Train's low-precision
+/// search; every convolution quantized, the classifier float).
 
 #include <cstddef>
 #include <cstdint>
@@ -24,14 +28,19 @@
 namespace frugal {
 
 /// conv 3x3 -> batch norm -> ReLU, then a 2x2 max pool when `pool` is set.
-class vgg_unit {
+/// ConvMaker builds the convolution (plain_conv: conv2d).
+template <class ConvMaker = plain_conv>
+class basic_vgg_unit {
 public:
-    vgg_unit(std::size_t in, std::size_t out, bool pool)
-        : conv_(in, out, 3, {1, 1, false}), bn_(out, 0.1f, 1e-5f, true), pool_(2), pooled_(pool) {}
+    using conv_type = typename ConvMaker::type;
+    static_assert(layer<conv_type>, "frugal::basic_vgg_unit<ConvMaker>: ConvMaker::type must model frugal::layer");
 
-    [[nodiscard]] conv2d& conv() noexcept { return conv_; }
+    basic_vgg_unit(std::size_t in, std::size_t out, bool pool)
+        : conv_(ConvMaker::make(in, out, 3, {1, 1, false})), bn_(out, 0.1f, 1e-5f, true), pool_(2), pooled_(pool) {}
+
+    [[nodiscard]] conv_type& conv() noexcept { return conv_; }
     [[nodiscard]] batchnorm& bn() noexcept { return bn_; }
-    [[nodiscard]] const conv2d& conv() const noexcept { return conv_; }
+    [[nodiscard]] const conv_type& conv() const noexcept { return conv_; }
     [[nodiscard]] const batchnorm& bn() const noexcept { return bn_; }
     [[nodiscard]] bool pooled() const noexcept { return pooled_; }
 
@@ -86,15 +95,18 @@ public:
     }
 
 private:
-    conv2d conv_;
+    conv_type conv_;
     batchnorm bn_; // with its ReLU
     max_pool pool_;
     bool pooled_;
 };
 
+using vgg_unit = basic_vgg_unit<>;
 static_assert(layer<vgg_unit>);
 
-using vgg_t = sequential<repeated<vgg_unit>, global_avg_pool, dense>;
+template <class ConvMaker = plain_conv>
+using basic_vgg_t = sequential<repeated<basic_vgg_unit<ConvMaker>>, global_avg_pool, dense>;
+using vgg_t = basic_vgg_t<>;
 
 /// The VGG-16 convolution widths (CIFAR variant); 0 marks a pool.
 inline const std::vector<std::size_t>& vgg16_config() {
@@ -105,9 +117,11 @@ inline const std::vector<std::size_t>& vgg16_config() {
 
 /// VGG from a width list (0 = pool after the previous convolution), e.g.
 /// vgg16_config(), or a pruned list; `image` is the input height and width.
-[[nodiscard]] inline vgg_t vgg(const std::vector<std::size_t>& config, std::size_t in_channels = 1,
-                               std::size_t image = 28, std::size_t classes = 10, std::uint64_t seed = 1) {
-    std::vector<vgg_unit> units;
+template <class ConvMaker = plain_conv>
+[[nodiscard]] basic_vgg_t<ConvMaker> vgg(const std::vector<std::size_t>& config, std::size_t in_channels = 1,
+                                         std::size_t image = 28, std::size_t classes = 10, std::uint64_t seed = 1) {
+    using unit = basic_vgg_unit<ConvMaker>;
+    std::vector<unit> units;
     std::size_t in = in_channels, size = image;
     for (std::size_t i = 0; i < config.size(); ++i) {
         if (config[i] == 0) {
@@ -121,7 +135,7 @@ inline const std::vector<std::size_t>& vgg16_config() {
     if (units.empty()) {
         throw error("frugal::vgg: the configuration has no convolution");
     }
-    vgg_t net(repeated<vgg_unit>(std::move(units)), global_avg_pool{}, dense(in, classes));
+    basic_vgg_t<ConvMaker> net(repeated<unit>(std::move(units)), global_avg_pool{}, dense(in, classes));
     rng g(seed);
     net.reset_parameters(g);
     net.set_input_grad(false);
@@ -129,9 +143,10 @@ inline const std::vector<std::size_t>& vgg16_config() {
 }
 
 /// VGG-16-BN for CIFAR-style inputs.
-[[nodiscard]] inline vgg_t vgg16(std::size_t in_channels = 1, std::size_t image = 28, std::size_t classes = 10,
-                                 std::uint64_t seed = 1) {
-    return vgg(vgg16_config(), in_channels, image, classes, seed);
+template <class ConvMaker = plain_conv>
+[[nodiscard]] basic_vgg_t<ConvMaker> vgg16(std::size_t in_channels = 1, std::size_t image = 28,
+                                           std::size_t classes = 10, std::uint64_t seed = 1) {
+    return vgg<ConvMaker>(vgg16_config(), in_channels, image, classes, seed);
 }
 
 } // namespace frugal

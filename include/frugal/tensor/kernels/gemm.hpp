@@ -353,6 +353,56 @@ inline void transpose(std::size_t m, std::size_t n, const float* in, std::size_t
     }
 }
 
+/// C = alpha * A * B^T + beta * C as sgemm_nt_rows computes it (A by rows of
+/// k floats, B row-major: row j of its n rows at b + j * ldb), on the panel
+/// kernel: B is transposed into a [k x n'] copy whose n' - n extra columns
+/// are zero, n' = n rounded up to the vector width, so that every column
+/// block runs as a full panel; with n' > n the product goes to a padded
+/// copy of C first. For the weight gradient of a convolution with few
+/// output channels (n), where this beats the dot products when n is close
+/// enough to n' (nt_panels_pay).
+inline void sgemm_nt_panels(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
+                            const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+    using detail::vw;
+    const std::size_t np = (n + vw - 1) / vw * vw;
+    thread_local std::vector<float> bt, ct;
+    thread_local std::vector<const float*> btrows;
+    bt.resize(k * np);
+    transpose(n, k, b, ldb, bt.data(), np);
+    if (np > n) {
+        for (std::size_t p = 0; p < k; ++p) {
+            std::fill_n(bt.data() + p * np + n, np - n, 0.0f);
+        }
+    }
+    detail::row_table(bt.data(), k, np, btrows);
+    if (np == n) {
+        detail::gemm_core(m, n, k, alpha, arows, btrows.data(), beta, c, ldc);
+        return;
+    }
+    ct.resize(m * np);
+    detail::gemm_core(m, np, k, alpha, arows, btrows.data(), 0.0f, ct.data(), np);
+    for (std::size_t i = 0; i < m; ++i) {
+        float* ci = c + i * ldc;
+        const float* t = ct.data() + i * np;
+        for (std::size_t j = 0; j < n; ++j) {
+            ci[j] = t[j] + (beta == 0.0f ? 0.0f : beta * ci[j]);
+        }
+    }
+}
+
+/// Whether sgemm_nt_panels beats the dot products of sgemm_nt_rows for a
+/// product with n columns of C (the output channels of a weight gradient):
+/// from a two-vector panel's width on (gemm_nr), and above one vector when
+/// the padding wastes at most a quarter of the columns. Measured on AVX-512
+/// with the layers' own shapes (bench_conv_grad, docs/benchmarks.md): dot
+/// products 55-80 GMAC/s on one core; panels 15 (n = 4), 59 (16: one
+/// vector, eight accumulators), 51 (19), 62 (24), 67 (26), 75 (30), 78 (32).
+[[nodiscard]] constexpr bool nt_panels_pay(std::size_t n) noexcept {
+    using detail::vw;
+    const std::size_t np = (n + vw - 1) / vw * vw;
+    return n >= detail::gemm_nr || (n > vw && 4 * n >= 3 * np);
+}
+
 } // namespace frugal::kernels
 
 #endif

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <utility>
 #include <vector>
 
 #include <frugal/numeric/random.hpp>
@@ -53,4 +54,47 @@ int main() {
         std::printf("%-26s %12.1f %12.1f\n", s.what, flop * reps / t_own * 1e-9,
                     t_blas > 0 ? flop * reps / t_blas * 1e-9 : 0.0);
     }
+
+    // transpositions the convolutions make every step: dy [out x grid] for the
+    // panel weight gradient, the weights [out x in*9] for an input gradient,
+    // the reduced weight gradient [in*9 x out]; the element loop (the kernel's
+    // own edge path, the whole of it before register blocks) against the
+    // kernel, alternating run by run; ns per value
+    std::printf("\n%-22s %14s %14s %8s\n", "transpose m x n", "element loop", "transpose", "speedup");
+    const std::pair<std::size_t, std::size_t> tshapes[] = {{16, 1088}, {32, 560},  {64, 480},   {64, 576},
+                                                           {576, 64},  {144, 32},  {4608, 512}, {512, 4608}};
+    for (const auto& [m, n] : tshapes) {
+        std::vector<float> in(m * n), out(m * n), ref(m * n);
+        for (auto& v : in) {
+            v = g.uniform();
+        }
+        const int reps = std::max(1, static_cast<int>(4e6 / static_cast<double>(m * n)));
+        std::vector<double> t_loop, t_kernel;
+        for (int r = 0; r < 15; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < reps; ++i) {
+                frugal::kernels::detail::transpose_scalar(0, m, 0, n, in.data(), n, ref.data(), m);
+            }
+            const auto t1 = std::chrono::steady_clock::now();
+            for (int i = 0; i < reps; ++i) {
+                frugal::kernels::transpose(m, n, in.data(), n, out.data(), m);
+            }
+            const auto t2 = std::chrono::steady_clock::now();
+            t_loop.push_back(std::chrono::duration<double>(t1 - t0).count());
+            t_kernel.push_back(std::chrono::duration<double>(t2 - t1).count());
+        }
+        std::sort(t_loop.begin(), t_loop.end());
+        std::sort(t_kernel.begin(), t_kernel.end());
+        const double per = 1e9 / (static_cast<double>(reps) * static_cast<double>(m * n));
+        if (out != ref) {
+            std::printf("transpose %zu x %zu: the kernel and the element loop differ\n", m, n);
+            return 1;
+        }
+        char name[32];
+        std::snprintf(name, sizeof name, "%zu x %zu", m, n);
+        std::printf("%-22s %14.3f %14.3f %7.1fx\n", name, t_loop[7] * per, t_kernel[7] * per, t_loop[7] / t_kernel[7]);
+        std::printf("BENCH transpose m=%zu n=%zu loop_ns=%.4f kernel_ns=%.4f\n", m, n, t_loop[7] * per,
+                    t_kernel[7] * per);
+    }
+    return 0;
 }

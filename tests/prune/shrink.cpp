@@ -332,6 +332,26 @@ TEST_CASE("a shrunk model trains and reloads into a model built from the mask") 
     }
 }
 
+TEST_CASE("a vgg of quantized convolutions trains, saves and reloads; a float vgg refuses its checkpoint") {
+    // what examples/early_bird --search-bits 8 relies on to resume a VGG search
+    fr::rng g(10);
+    const fr::tensor4 x = gradcheck::random_tensor({2, 1, 8, 8}, g);
+    const std::vector<std::size_t> cfg = {4, 0, 6, 0, 8};
+    auto net = fr::vgg<fr::quantized_conv_maker>(cfg, 1, 8, 3);
+    fr::set_model_precision(net, fr::bit_widths{8, 8, 8});
+    const fr::tensor4 before = eval(net, x);
+    train_step(net, g);
+    CHECK(max_diff(before, eval(net, x)) > 0.0);
+    auto fresh = fr::vgg<fr::quantized_conv_maker>(cfg, 1, 8, 3, 99);
+    fr::set_model_precision(fresh, fr::bit_widths{8, 8, 8});
+    check_reload(net, fresh, x);
+    fr::archive_writer w;
+    net.save(w);
+    fr::archive_reader r(w.bytes(), "memory");
+    auto plain = fr::vgg(cfg, 1, 8, 3);
+    CHECK_THROWS_AS(plain.load(r), fr::io_error);
+}
+
 TEST_CASE("shrink refuses a mask of another model") {
     auto a = fr::vgg({4, 0, 6}, 1, 8, 3);
     auto b = fr::vgg({4, 0, 8}, 1, 8, 3);

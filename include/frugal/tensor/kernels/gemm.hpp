@@ -240,16 +240,6 @@ inline void sgemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha,
     detail::gemm_core(m, n, k, alpha, arows.data(), rows, beta, c, ldc);
 }
 
-/// As sgemm_rows with A given by its rows (row i of A, k floats, at arows[i])
-/// and B stored row-major: the weight gradient of a convolution, whose A
-/// rows are the shifted input images.
-inline void sgemm_arows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* const* arows,
-                        const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-    thread_local std::vector<const float*> brows;
-    detail::row_table(b, k, ldb, brows);
-    detail::gemm_core(m, n, k, alpha, arows, brows.data(), beta, c, ldc);
-}
-
 /// frugal's own kernel: C = alpha * A * B + beta * C (beta == 0: C is not read).
 inline void sgemm_simd(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
                        const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
@@ -362,7 +352,7 @@ inline void transpose_scalar(std::size_t i0, std::size_t i1, std::size_t j0, std
 #if defined(__AVX__)
 /// An 8 x 8 block transposed in registers: pairs of rows interleaved, then
 /// pairs of pairs, then the 128-bit halves exchanged (24 shuffles for 64
-/// values; the scalar loop took ~0.5 ns a value here).
+/// values).
 inline void transpose8x8(const float* in, std::size_t ldi, float* out, std::size_t ldo) noexcept {
     __m256 r[8], t[8], u[8];
     for (std::size_t i = 0; i < 8; ++i) {
@@ -391,9 +381,10 @@ inline void transpose8x8(const float* in, std::size_t ldi, float* out, std::size
 /// out[j * ldo + i] = in[i * ldi + j] for an m x n matrix `in`: where AVX is
 /// compiled in, 8 x 8 blocks in registers, taken in 32 x 32 tiles (whose
 /// rows of both sides stay in L1), the edges element by element. Measured
-/// (one core, ns per value): 0.7 → 0.07 on the shapes of a convolution's
-/// output gradient (16 x 1088 to 64 x 576), 1.2–1.8 → 0.8–1.1 on 4608 x 512
-/// (VGG's weight gradient); 8 x 8 blocks without tiles ran 4608 x 512 at 2.0.
+/// (bench_gemm, one core, ns per value): 0.29–0.31 → 0.06–0.10 on the
+/// shapes of a convolution's output gradient and weights, 2.7 → 0.8 on
+/// 4608 x 512 (VGG's weight gradient); 8 x 8 blocks without the tiles ran
+/// 4608 x 512 at 2.0, slower than the loop.
 inline void transpose(std::size_t m, std::size_t n, const float* in, std::size_t ldi, float* out,
                       std::size_t ldo) noexcept {
 #if defined(__AVX__)

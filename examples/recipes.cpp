@@ -62,8 +62,16 @@ struct settings {
 
 template <class Recipe>
 frugal::run_report run(const settings& s, frugal::batch_loader& train_data, frugal::batch_loader& test_data) {
-    const std::string name = Recipe::name();
+    std::string name = Recipe::name();
+    if (Recipe::smd && s.opts.smd_momentum_step) { // its own run folder: never read back the other mode's run
+        name += "-mstep";
+    }
     std::printf("\n== %s: %s\n", name.c_str(), Recipe::name() == "fp32" ? "the FP32 SGD baseline" : "recipe");
+    if constexpr (Recipe::smd) {
+        std::printf("SMD: p %.2f, %s\n", s.opts.drop_probability,
+                    s.opts.smd_momentum_step ? "a dropped batch takes a zero-gradient optimizer step"
+                                             : "a dropped batch does nothing");
+    }
     const bool sign = Recipe::psg || Recipe::signsgd;
     const double lr = sign ? s.sign_lr : s.lr;
     frugal::recipe_options opts = s.opts;
@@ -105,6 +113,9 @@ frugal::run_report run(const settings& s, frugal::batch_loader& train_data, frug
                                                 {"epochs", std::to_string(epochs)},
                                                 {"lr", std::to_string(lr)},
                                                 {"schedule", s.schedule}};
+    if constexpr (Recipe::smd) {
+        settings["smd_momentum_step"] = s.opts.smd_momentum_step ? "on" : "off";
+    }
     if constexpr (Recipe::psg) {
         settings["sign_scope"] = opts.psg_scope == frugal::sign_scope::all ? "all" : "weights";
     }
@@ -151,6 +162,8 @@ int main(int argc, char** argv) try {
     s.sign_lr = a.real("sign-lr", frugal::signsgd::default_lr, "initial learning rate of sign-update runs (PSG)");
     s.schedule = a.str("schedule", "step", "learning-rate schedule: step (x0.1 at 50% and 75%) or cosine");
     s.opts.drop_probability = a.real("drop", 0.5, "SMD: probability of dropping a mini-batch");
+    s.opts.smd_momentum_step =
+        a.flag("smd-momentum-step", false, "SMD: a dropped batch still takes a zero-gradient optimizer step");
     s.opts.slu.target_exec = static_cast<float>(1.0 - a.real("skip", 0.4, "SLU: target share of skipped blocks"));
     s.gate_lr = a.real("gate-lr", 0.0, "SLU: learning rate of the gate network (0: the run's)");
     const std::string scope =

@@ -60,6 +60,17 @@ TEST_CASE("recipe rejects PFQ switch points outside the run") {
     CHECK_THROWS_WITH_AS((void)all::make_schedule(o, 100), doctest::Contains("need 3 switch steps, got 2"), fr::error);
 }
 
+TEST_CASE("recipe passes SMD's drop probability and its mode on dropped batches to the sampler") {
+    using smd = fr::recipe<tq::smd>;
+    fr::recipe_options o;
+    o.drop_probability = 0.25;
+    const auto quiet = smd::make_sampler(o);
+    CHECK(quiet.p() == doctest::Approx(0.25));
+    CHECK_FALSE(quiet.step_when_dropped()); // the default: a dropped batch does nothing
+    o.smd_momentum_step = true;
+    CHECK(smd::make_sampler(o).step_when_dropped());
+}
+
 TEST_CASE("recipe passes PSG's sign scope to its gradient rule, inside the slimming penalty too") {
     using psg = fr::recipe<tq::psg>;
     fr::recipe_options o;

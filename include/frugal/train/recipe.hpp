@@ -110,6 +110,10 @@ struct recipe_options {
     float momentum = 0.9f;
     float weight_decay = 1e-4f;
     double drop_probability = 0.5; ///< SMD's p
+    /// SMD: a dropped batch still runs the optimizer step with a zero
+    /// gradient (momentum and weight decay move the weights), as the
+    /// authors' implementation does (SPEC 1.2(a)); off: it does nothing.
+    bool smd_momentum_step = false;
     slu_options slu{};             ///< SLU gates (target executed share, regularizer)
     psg_options psg{};             ///< PSG bit widths and beta
     /// PSG: which parameters take the sign (`all`: signSGD's form; `weights`:
@@ -232,7 +236,7 @@ struct recipe {
 
     [[nodiscard]] static sampler_type make_sampler(const recipe_options& o) {
         if constexpr (smd) {
-            return stochastic_drop(o.drop_probability, o.seed, false);
+            return stochastic_drop(o.drop_probability, o.seed, o.smd_momentum_step);
         } else {
             return every_batch{};
         }
